@@ -1,0 +1,171 @@
+"""The array backend: NumPy on the CPU or CuPy on an NVIDIA GPU.
+
+All numeric code in minissd reaches arrays through this module (the Chainer ``xp`` pattern), so the
+same code runs on both libraries::
+
+    from minissd import backend
+    xp = backend.xp()          # the numpy or cupy module currently selected
+    a = xp.zeros((2, 3), dtype=xp.float32)
+
+The few places where NumPy and CuPy are spelled differently (scatter-add, strided views, moving an
+array to the host, random generators) live here and nowhere else.
+
+The backend is chosen by ``set_backend("numpy" | "cupy")`` or, at import time, by the environment
+variable ``MINISSD_BACKEND``. CuPy is optional: ``import minissd`` never needs it, and asking for it
+when it is missing (or when no GPU is visible) raises an error that says how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from typing import Any
+
+import numpy
+
+_BACKENDS = ("numpy", "cupy")
+_name: str = "numpy"
+_xp: types.ModuleType = numpy
+
+_CUPY_HELP = (
+    "CuPy is needed for the 'cupy' backend. Install the wheel that matches your CUDA version, e.g. "
+    "`pip install cupy-cuda12x` for CUDA 12 or `pip install cupy-cuda11x` for CUDA 11 "
+    "(or `pip install -e \".[gpu]\"`), on a machine with an NVIDIA GPU."
+)
+
+
+def _import_cupy() -> types.ModuleType:
+    try:
+        import cupy  # noqa: PLC0415 - optional dependency, imported on demand
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise RuntimeError(f"set_backend('cupy'): CuPy is not installed. {_CUPY_HELP}") from exc
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        raise RuntimeError(f"set_backend('cupy'): CuPy is installed but no CUDA GPU is usable ({exc}).") from exc
+    if count < 1:  # pragma: no cover
+        raise RuntimeError("set_backend('cupy'): CuPy is installed but no CUDA GPU was found.")
+    return cupy
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one GPU (never raises)."""
+    try:
+        _import_cupy()
+    except RuntimeError:
+        return False
+    return True
+
+
+def set_backend(name: str) -> None:
+    """Select the array library: ``"numpy"`` (CPU) or ``"cupy"`` (NVIDIA GPU).
+
+    Arrays created before the switch stay where they are; move them with :func:`asarray`.
+    """
+    global _name, _xp
+    if not isinstance(name, str) or name.lower() not in _BACKENDS:
+        raise ValueError(f"set_backend(name): expected one of {_BACKENDS}, got {name!r}")
+    name = name.lower()
+    _xp = _import_cupy() if name == "cupy" else numpy
+    _name = name
+
+
+def get_backend() -> str:
+    """The name of the selected backend, ``"numpy"`` or ``"cupy"``."""
+    return _name
+
+
+def xp() -> types.ModuleType:
+    """The selected array module (``numpy`` or ``cupy``)."""
+    return _xp
+
+
+def get_array_module(*arrays: Any) -> types.ModuleType:
+    """The array module that owns ``arrays`` (cupy if any of them is a CuPy array), else numpy."""
+    for a in arrays:
+        if type(a).__module__.startswith("cupy"):
+            return _import_cupy()
+    return numpy
+
+
+def is_array(a: Any) -> bool:
+    """True for a NumPy or CuPy ndarray."""
+    return isinstance(a, numpy.ndarray) or type(a).__module__.startswith("cupy")
+
+
+def asarray(a: Any, dtype: Any = None) -> Any:
+    """``a`` as an array of the selected backend (copies between host and device when needed)."""
+    if _name == "numpy":
+        return numpy.asarray(to_numpy(a), dtype=dtype)
+    return _xp.asarray(a, dtype=dtype)
+
+
+def to_numpy(a: Any) -> numpy.ndarray:
+    """A NumPy array on the host from a NumPy/CuPy array, a Tensor, or anything array-like."""
+    if hasattr(a, "data") and type(a).__name__ in ("Tensor", "Parameter"):
+        a = a.data
+    if type(a).__module__.startswith("cupy"):
+        return a.get()
+    return numpy.asarray(a)
+
+
+def to_float(a: Any) -> float:
+    """A Python float from a 0-d or 1-element array on either backend (one device sync on CuPy)."""
+    return float(to_numpy(a).reshape(-1)[0])
+
+
+def scatter_add(target: Any, indices: Any, values: Any) -> None:
+    """In-place ``target[indices] += values`` where repeated indices accumulate.
+
+    NumPy spells this ``numpy.add.at``; CuPy spells it ``cupyx.scatter_add``. Both are slow compared
+    to slicing, so hot paths (col2im, pooling) avoid it; it serves indexing backward.
+    """
+    mod = get_array_module(target)
+    if mod is numpy:
+        numpy.add.at(target, indices, values)
+    else:  # pragma: no cover - GPU only
+        import cupyx  # noqa: PLC0415
+
+        cupyx.scatter_add(target, indices, values)
+
+
+def as_strided(a: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
+    """A strided view of ``a`` (read only use). Strides are in bytes, as in NumPy."""
+    mod = get_array_module(a)
+    if mod is numpy:
+        return numpy.lib.stride_tricks.as_strided(a, shape=shape, strides=strides, writeable=False)
+    return mod.lib.stride_tricks.as_strided(a, shape=shape, strides=strides)  # pragma: no cover
+
+
+def seed(n: int) -> numpy.random.Generator:
+    """Seed the backend's global random state and return a fresh ``numpy.random.Generator(n)``.
+
+    minissd itself draws randomness only from explicit generators; this helper exists so that a
+    notebook or script can make everything repeatable with one call.
+    """
+    if not isinstance(n, (int, numpy.integer)) or n < 0:
+        raise ValueError(f"seed(n): expected a non-negative integer, got {n!r}")
+    numpy.random.seed(int(n) % 2**32)
+    if _name == "cupy":  # pragma: no cover - GPU only
+        _xp.random.seed(int(n) % 2**32)
+    return numpy.random.default_rng(int(n))
+
+
+def default_float() -> Any:
+    """The dtype used for network arrays (float32)."""
+    return _xp.float32
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work (no-op on NumPy); use before reading a timer."""
+    if _name == "cupy":  # pragma: no cover - GPU only
+        _xp.cuda.get_current_stream().synchronize()
+
+
+def _init_from_env() -> None:
+    name = os.environ.get("MINISSD_BACKEND", "").strip()
+    if name:
+        set_backend(name)
+
+
+_init_from_env()
