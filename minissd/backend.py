@@ -18,6 +18,7 @@ when it is missing (or when no GPU is visible) raises an error that says how to 
 from __future__ import annotations
 
 import os
+import sys
 import types
 from typing import Any
 
@@ -35,16 +36,19 @@ _CUPY_HELP = (
 
 
 def _import_cupy() -> types.ModuleType:
+    """Import CuPy and check that it sees a GPU, or raise RuntimeError saying how to get there."""
     try:
         import cupy  # noqa: PLC0415 - optional dependency, imported on demand
-    except ImportError as exc:  # pragma: no cover - depends on the machine
+    except ImportError as exc:
         raise RuntimeError(f"set_backend('cupy'): CuPy is not installed. {_CUPY_HELP}") from exc
     try:
         count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        raise RuntimeError(f"set_backend('cupy'): CuPy is installed but no CUDA GPU is usable ({exc}).") from exc
-    if count < 1:  # pragma: no cover
-        raise RuntimeError("set_backend('cupy'): CuPy is installed but no CUDA GPU was found.")
+    except Exception as exc:  # CUDARuntimeError, or a missing/old driver
+        raise RuntimeError(
+            f"set_backend('cupy'): CuPy is installed but no CUDA GPU is usable ({exc}). {_CUPY_HELP}"
+        ) from exc
+    if count < 1:
+        raise RuntimeError(f"set_backend('cupy'): CuPy is installed but no CUDA GPU was found. {_CUPY_HELP}")
     return cupy
 
 
@@ -80,21 +84,44 @@ def xp() -> types.ModuleType:
     return _xp
 
 
+def _is_cupy_array(a: Any) -> bool:
+    # A CuPy array can only exist once cupy has been imported, so looking in sys.modules is enough
+    # (and never imports CuPy, nor touches the GPU, on a NumPy-only machine).
+    ndarray = getattr(sys.modules.get("cupy"), "ndarray", None)
+    return ndarray is not None and isinstance(a, ndarray)
+
+
+def _unwrap_tensor(a: Any) -> Any:
+    # backend sits below autograd (it must not import it), so a Tensor (or a subclass such as
+    # Parameter) is recognised by its class name along the MRO and unwrapped to its array.
+    if any(cls.__name__ == "Tensor" for cls in type(a).__mro__):
+        return a.data
+    return a
+
+
 def get_array_module(*arrays: Any) -> types.ModuleType:
-    """The array module that owns ``arrays`` (cupy if any of them is a CuPy array), else numpy."""
+    """The array module that owns ``arrays`` (cupy if any of them is a CuPy array), else numpy.
+
+    Called by every op's backward, so it is cheap: no import and no GPU query.
+    """
     for a in arrays:
-        if type(a).__module__.startswith("cupy"):
-            return _import_cupy()
+        if _is_cupy_array(a):
+            return sys.modules["cupy"]
     return numpy
 
 
 def is_array(a: Any) -> bool:
-    """True for a NumPy or CuPy ndarray."""
-    return isinstance(a, numpy.ndarray) or type(a).__module__.startswith("cupy")
+    """True for a NumPy or CuPy ndarray (not for Python or NumPy scalars, lists or Tensors)."""
+    return isinstance(a, numpy.ndarray) or _is_cupy_array(a)
 
 
 def asarray(a: Any, dtype: Any = None) -> Any:
-    """``a`` as an array of the selected backend (copies between host and device when needed)."""
+    """``a`` (array, Tensor or array-like) as an array of the selected backend.
+
+    Copies between host and device only when needed; an array already on the backend with the
+    requested dtype is returned as is.
+    """
+    a = _unwrap_tensor(a)
     if _name == "numpy":
         return numpy.asarray(to_numpy(a), dtype=dtype)
     return _xp.asarray(a, dtype=dtype)
@@ -102,9 +129,8 @@ def asarray(a: Any, dtype: Any = None) -> Any:
 
 def to_numpy(a: Any) -> numpy.ndarray:
     """A NumPy array on the host from a NumPy/CuPy array, a Tensor, or anything array-like."""
-    if hasattr(a, "data") and type(a).__name__ in ("Tensor", "Parameter"):
-        a = a.data
-    if type(a).__module__.startswith("cupy"):
+    a = _unwrap_tensor(a)
+    if _is_cupy_array(a):
         return a.get()
     return numpy.asarray(a)
 
@@ -117,13 +143,17 @@ def to_float(a: Any) -> float:
 def scatter_add(target: Any, indices: Any, values: Any) -> None:
     """In-place ``target[indices] += values`` where repeated indices accumulate.
 
-    NumPy spells this ``numpy.add.at``; CuPy spells it ``cupyx.scatter_add``. Both are slow compared
+    NumPy spells this ``numpy.add.at``; CuPy spells it ``cupy.add.at`` (CuPy >= 13) or
+    ``cupyx.scatter_add`` (older). ``target[indices] += values`` would keep only one contribution per
+    repeated index, which is why this helper exists. Both are slow compared
     to slicing, so hot paths (col2im, pooling) avoid it; it serves indexing backward.
     """
     mod = get_array_module(target)
     if mod is numpy:
         numpy.add.at(target, indices, values)
-    else:  # pragma: no cover - GPU only
+    elif hasattr(mod.add, "at"):  # pragma: no cover - GPU only; CuPy >= 13 has ufunc.at
+        mod.add.at(target, indices, values)
+    else:  # pragma: no cover - GPU only, older CuPy
         import cupyx  # noqa: PLC0415
 
         cupyx.scatter_add(target, indices, values)
@@ -143,7 +173,7 @@ def seed(n: int) -> numpy.random.Generator:
     minissd itself draws randomness only from explicit generators; this helper exists so that a
     notebook or script can make everything repeatable with one call.
     """
-    if not isinstance(n, (int, numpy.integer)) or n < 0:
+    if isinstance(n, bool) or not isinstance(n, (int, numpy.integer)) or n < 0:
         raise ValueError(f"seed(n): expected a non-negative integer, got {n!r}")
     numpy.random.seed(int(n) % 2**32)
     if _name == "cupy":  # pragma: no cover - GPU only
@@ -165,7 +195,11 @@ def synchronize() -> None:
 def _init_from_env() -> None:
     name = os.environ.get("MINISSD_BACKEND", "").strip()
     if name:
-        set_backend(name)
+        try:
+            set_backend(name)
+        except (ValueError, RuntimeError) as exc:
+            # name the variable: the user never called set_backend themselves
+            raise type(exc)(f"environment variable MINISSD_BACKEND={name!r}: {exc}") from exc
 
 
 _init_from_env()

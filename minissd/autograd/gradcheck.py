@@ -69,8 +69,18 @@ def gradcheck(
         raise ValueError("gradcheck(inputs): no input has requires_grad=True")
     for i in checked:
         if inputs[i].dtype != numpy.float64:
-            raise ValueError(f"gradcheck(inputs): input {i} must be float64 for finite differences, "
-                             f"got {inputs[i].dtype}")
+            # float32 has ~7 significant digits: (f(x+eps) - f(x-eps)) / 2eps with eps=1e-6 is mostly
+            # rounding noise, so a correct backward would "fail" and a wrong one could "pass".
+            raise ValueError(
+                f"gradcheck(inputs): input {i} must be float64 for finite differences, got "
+                f"{inputs[i].dtype}; pass Tensor(x.astype('float64'), requires_grad=True)"
+            )
+        if not inputs[i].is_leaf:
+            # backward() stores .grad on leaves only, so a computed input would never get one
+            raise ValueError(
+                f"gradcheck(inputs): input {i} was computed by {type(inputs[i]._ctx).__name__}, not "
+                "created by the user; pass Tensor(x.data, requires_grad=True) instead"
+            )
     for i in checked:
         inputs[i].grad = None
         # perturbation below writes through a flat view, which needs contiguous data
@@ -84,7 +94,9 @@ def gradcheck(
     else:
         upstream = xp.asarray(backend.to_numpy(grad_output), dtype=xp.float64)
         if tuple(upstream.shape) != out.shape:
-            raise ValueError(f"gradcheck(grad_output): expected shape {out.shape}, got {tuple(upstream.shape)}")
+            raise ValueError(
+                f"gradcheck(grad_output): expected shape {out.shape}, got {tuple(upstream.shape)}"
+            )
     out.backward(upstream.astype(out.dtype))
 
     for i in checked:

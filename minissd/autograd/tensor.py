@@ -21,8 +21,12 @@ through the same graph raises a clear error unless the first call passed ``retai
 from __future__ import annotations
 
 import contextlib
+import numbers
+import operator
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+import numpy  # host-side dtype rules only (numpy.result_type); array math goes through the backend
 
 from .. import backend
 
@@ -82,7 +86,12 @@ class Tensor:
         grad: the gradient of the last ``backward()`` root with respect to ``data`` (same shape), or None.
     """
 
-    __array_priority__ = 1000  # make ``ndarray + Tensor`` call Tensor.__radd__
+    # ``ndarray + Tensor`` must call Tensor.__radd__ (and build a graph) rather than let NumPy treat
+    # the Tensor as an opaque object: __array_ufunc__ = None makes NumPy defer every binary operator
+    # to the Tensor and refuse ufuncs such as numpy.exp(tensor) with a TypeError; __array_priority__
+    # asks CuPy's operators for the same.
+    __array_ufunc__ = None
+    __array_priority__ = 1000
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
@@ -146,10 +155,16 @@ class Tensor:
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires a gradient.
 
+        Gradients *accumulate*: a leaf's ``.grad`` is added to, not replaced, so call ``zero_grad()``
+        between steps. Each leaf gets its own array with the leaf's shape and (floating) dtype.
+
         Args:
             grad: the upstream gradient, same shape as ``self``; may be omitted for a one-element tensor
                 (it is then 1).
             retain_graph: keep the saved arrays so that ``backward()`` can run through the graph again.
+                Without it the graph is freed as it is walked, and a second ``backward()`` through it
+                raises ``RuntimeError`` before touching any ``.grad``. With it, a second call adds the
+                same gradients again (``.grad`` doubles), exactly as two separate losses would.
         """
         if not self.requires_grad:
             raise RuntimeError(
@@ -169,6 +184,14 @@ class Tensor:
                 raise ValueError(f"backward(grad): expected shape {self.shape}, got {tuple(grad.shape)}")
 
         order = _topological_order(self)
+        # Check the whole graph before changing anything: finding a freed node halfway through would
+        # leave some leaves with a new gradient and others without.
+        for node in order:
+            if node._ctx is not None and node._ctx.freed:
+                raise RuntimeError(
+                    f"backward(): the graph through {type(node._ctx).__name__} was already freed by an "
+                    "earlier backward(); call backward(retain_graph=True) the first time to run it twice"
+                )
         grads: dict[int, Any] = {id(self): grad}
         for node in reversed(order):
             g = grads.pop(id(node), None)
@@ -176,13 +199,13 @@ class Tensor:
                 continue
             ctx = node._ctx
             if ctx is None:
-                node.grad = g if node.grad is None else node.grad + g
+                # A backward may hand the same array to several inputs (Add returns ``grad`` twice,
+                # Reshape a view of it): copy, so that an in-place change to one leaf's .grad (an
+                # optimizer, gradient clipping) cannot change another's.
+                new = g.copy() if node.grad is None else node.grad + g
+                # NumPy turns 0-d results into scalars (numpy.float64); .grad is always an array
+                node.grad = backend.get_array_module(new).asarray(new)
                 continue
-            if ctx.freed:
-                raise RuntimeError(
-                    f"backward(): the graph through {type(ctx).__name__} was already freed by an earlier "
-                    "backward(); call backward(retain_graph=True) the first time to run it twice"
-                )
             parent_grads = ctx.backward(g)
             if not isinstance(parent_grads, tuple):
                 parent_grads = (parent_grads,)
@@ -199,6 +222,9 @@ class Tensor:
                         f"{type(ctx).__name__}.backward: gradient shape {tuple(pg.shape)} does not match "
                         f"input shape {parent.shape}"
                     )
+                if pg.dtype != parent.dtype and parent.dtype.kind == "f":
+                    # e.g. a float32 weight times a float64 constant: keep the weight's gradient float32
+                    pg = pg.astype(parent.dtype)
                 key = id(parent)
                 grads[key] = pg if key not in grads else grads[key] + pg
             if not retain_graph:
@@ -230,8 +256,11 @@ class Tensor:
         return Div.apply(_lift(other, self), self)
 
     def __pow__(self, exponent: Any) -> Tensor:
-        if isinstance(exponent, Tensor):
-            return Pow.apply(self, exponent)
+        if isinstance(exponent, Tensor) or backend.is_array(exponent):
+            # an array exponent broadcasts like any other operand, so it goes through Pow
+            return Pow.apply(self, _lift(exponent, self))
+        if isinstance(exponent, numpy.generic):
+            exponent = exponent.item()  # a NumPy float64 scalar would turn a float32 result float64
         return PowScalar.apply(self, exponent=exponent)
 
     def __rpow__(self, base: Any) -> Tensor:
@@ -299,20 +328,48 @@ class Tensor:
 
 
 def _lift(value: Any, like: Tensor) -> Tensor:
-    """Wrap a constant operand as a Tensor of ``like``'s dtype (so float32 stays float32)."""
+    """Wrap a constant operand as a Tensor.
+
+    A scalar (Python or NumPy) or a list of numbers takes ``like``'s dtype when that is a float, so
+    ``float32 * 2.5`` stays float32 (a float64 constant would silently promote a whole float32
+    network). Otherwise NumPy's promotion decides, so ``int tensor * 0.5`` becomes float64 rather
+    than truncating 0.5 to 0. Arrays keep their own dtype.
+    """
     if isinstance(value, Tensor):
         return value
     if backend.is_array(value):
         return Tensor(value)
-    return Tensor(backend.xp().asarray(value, dtype=like.dtype))
+    if isinstance(value, numpy.generic):
+        value = value.item()
+    host = numpy.asarray(value)
+    if like.dtype.kind == "f" and host.dtype.kind in "biuf":
+        dtype = like.dtype
+    elif isinstance(value, numbers.Number):
+        dtype = numpy.result_type(like.dtype, value)  # a Python scalar is "weak": int8 + 1 stays int8
+    else:
+        dtype = numpy.result_type(like.dtype, host.dtype)
+    return Tensor(backend.xp().asarray(host, dtype=dtype))
 
 
 def _unwrap_index(index: Any) -> Any:
-    if isinstance(index, Tensor):
-        return index.data
+    """An index with Tensors replaced by their arrays and lists/arrays moved to the backend.
+
+    A list inside an index means an integer (or boolean) array, as in NumPy; turning it into an array
+    here lets backward tell advanced from basic indexing, and CuPy wants device arrays anyway.
+    """
+    def part(p: Any) -> Any:
+        if isinstance(p, Tensor):
+            return p.data
+        if isinstance(p, list) and len(p) == 0:
+            return backend.asarray(p, dtype=numpy.intp)  # NumPy reads [] as an empty integer index
+        if isinstance(p, list) or backend.is_array(p):
+            return backend.asarray(p)
+        return p
+
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return index
+        # a tuple inside a tuple index is a sequence of integers, like a list
+        return tuple(backend.asarray(p) if isinstance(p, tuple) else part(p) for p in index)
+    return part(index)
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
@@ -390,8 +447,10 @@ def unbroadcast(grad: Any, shape: Sequence[int]) -> Any:
 
 
 def _check_broadcast(name: str, a: Any, b: Any) -> None:
+    """Raise a ValueError naming both shapes when ``a`` and ``b`` do not broadcast together."""
     try:
-        backend.get_array_module(a).broadcast_shapes(a.shape, b.shape)
+        # shape arithmetic on the host: CuPy has no broadcast_shapes, and none is needed
+        numpy.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise ValueError(
             f"{name}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be broadcast together"
@@ -468,6 +527,9 @@ class PowScalar(Function):
         return a**exponent
 
     def backward(self, grad: Any) -> Any:
+        if self.p == 0:
+            # d(x**0)/dx = 0 everywhere; the general formula would give 0 * 0**-1 = nan at x = 0
+            return backend.get_array_module(grad).zeros_like(grad * self.a)
         return grad * self.p * self.a ** (self.p - 1)
 
 
@@ -477,7 +539,7 @@ class MatMul(Function):
     def forward(self, a: Any, b: Any) -> Any:
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: inputs must be at least 1-D, got shapes {a.shape} and {b.shape}")
-        if a.shape[-1] != b.shape[0 if b.ndim == 1 else -2]:
+        if a.shape[-1] != b.shape[0 if b.ndim == 1 else -2]:  # contracted axes must agree
             raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned")
         self.a, self.b = a, b
         return a @ b
@@ -487,11 +549,14 @@ class MatMul(Function):
         a, b = self.a, self.b
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
+        # Put back the axes that matmul dropped for 1-D operands, so that grad is (..., m, n) like
+        # a2 @ b2. Order matters when both are 1-D: grad is 0-d, and expanding -1 first gives (1,)
+        # and then (1, 1); expanding -2 first would be out of range for a 0-d array.
         g = grad
-        if a.ndim == 1:
-            g = xp.expand_dims(g, -2)
         if b.ndim == 1:
             g = xp.expand_dims(g, -1)
+        if a.ndim == 1:
+            g = xp.expand_dims(g, -2)
         ga = g @ xp.swapaxes(b2, -1, -2)
         gb = xp.swapaxes(a2, -1, -2) @ g
         ga = unbroadcast(ga, a2.shape).reshape(a.shape)
@@ -557,11 +622,15 @@ class ReLU(Function):
     """max(0, x); the gradient at exactly 0 is taken as 0."""
 
     def forward(self, a: Any) -> Any:
+        xp = backend.get_array_module(a)
         self.mask = a > 0
-        return a * self.mask
+        # maximum(), not a * mask: -inf * 0 would be nan, but relu(-inf) is 0; a nan input stays nan
+        # (so a diverging network is noticed) rather than being hidden as 0
+        return xp.maximum(a, xp.zeros((), dtype=a.dtype))
 
     def backward(self, grad: Any) -> Any:
-        return grad * self.mask
+        xp = backend.get_array_module(grad)
+        return xp.where(self.mask, grad, xp.zeros((), dtype=grad.dtype))
 
 
 class Sigmoid(Function):
@@ -608,14 +677,20 @@ class LogSoftmax(Function):
 
 # --------------------------------------------------------------------------- reductions
 def _normalize_axis(axis: Any, ndim: int) -> tuple[int, ...]:
+    """``axis`` (None, an int or a sequence of ints, negatives allowed) as sorted non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    try:
+        axes = (operator.index(axis),)  # int, numpy.int64, ...
+    except TypeError:
+        axes = tuple(operator.index(ax) for ax in axis)
     out = []
     for ax in axes:
-        if not -ndim <= ax < max(ndim, 1):
+        if not -ndim <= ax < ndim:
             raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
-        out.append(ax % ndim if ndim else 0)
+        out.append(ax % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"axis {axis} repeats an axis")
     return tuple(sorted(out))
 
 
@@ -663,7 +738,7 @@ class Max(Function):
         m = a.max(axis=self.axes, keepdims=True)
         mask = (a == m).astype(a.dtype)
         self.weights = mask / mask.sum(axis=self.axes, keepdims=True)
-        return m if keepdims else m.reshape([n for i, n in enumerate(a.shape) if i not in self.axes])
+        return m if keepdims else m.reshape(tuple(n for i, n in enumerate(a.shape) if i not in self.axes))
 
     def backward(self, grad: Any) -> Any:
         return _expand_reduced(grad, self.axes, self.keepdims, self.shape) * self.weights
@@ -676,7 +751,9 @@ class Reshape(Function):
         try:
             return a.reshape(shape)
         except ValueError:
-            raise ValueError(f"reshape: cannot reshape a tensor of shape {tuple(a.shape)} to {shape}") from None
+            raise ValueError(
+                f"reshape: cannot reshape a tensor of shape {tuple(a.shape)} to {shape}"
+            ) from None
 
     def backward(self, grad: Any) -> Any:
         return grad.reshape(self.shape)
@@ -688,21 +765,28 @@ class Transpose(Function):
             axes = tuple(reversed(range(a.ndim)))
         if len(axes) != a.ndim or sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)):
             raise ValueError(f"transpose: axes {axes} are not a permutation for a {a.ndim}-D tensor")
-        self.axes = axes
-        return a.transpose(axes)
+        # Store non-negative axes: the inverse permutation below needs them (argsort of (-1, 0)
+        # would be the identity, not the inverse of swapping two axes).
+        self.axes = tuple(ax % a.ndim for ax in axes)
+        return a.transpose(self.axes)
 
     def backward(self, grad: Any) -> Any:
-        xp = backend.get_array_module(grad)
-        return grad.transpose(xp.argsort(xp.asarray(self.axes)).tolist())
-
-
-def _has_array_index(index: Any) -> bool:
-    parts = index if isinstance(index, tuple) else (index,)
-    return any(backend.is_array(p) or isinstance(p, (list, tuple)) for p in parts)
+        # output axis i came from input axis axes[i], so input axis axes[i] is output axis i
+        inverse = [0] * len(self.axes)
+        for i, ax in enumerate(self.axes):
+            inverse[ax] = i
+        return grad.transpose(tuple(inverse))
 
 
 class GetItem(Function):
-    """``a[index]`` with basic or integer-array indexing; repeated integer indices accumulate."""
+    """``a[index]``: basic (ints, slices, None, ...), integer-array and boolean-mask indexing.
+
+    Backward writes ``grad`` into zeros of the input's shape. Basic indexing and a single boolean
+    mask select each element at most once, so plain assignment is enough. Integer arrays may select
+    an element several times (``a[[0, 0]]``), and then every copy's gradient must be *added*:
+    ``out[index] = grad`` would keep only one of them, so that case uses ``backend.scatter_add``.
+    Indices arrive through ``Tensor.__getitem__`` with lists already turned into backend arrays.
+    """
 
     def forward(self, a: Any, index: Any) -> Any:
         self.index, self.shape, self.dtype = index, a.shape, a.dtype
@@ -711,29 +795,40 @@ class GetItem(Function):
     def backward(self, grad: Any) -> Any:
         xp = backend.get_array_module(grad)
         out = xp.zeros(self.shape, dtype=grad.dtype)
-        if _has_array_index(self.index) and not _is_bool_index(self.index):
-            backend.scatter_add(out, self.index, grad)
-        else:
+        parts = self.index if isinstance(self.index, tuple) else (self.index,)
+        arrays = [p for p in parts if backend.is_array(p)]
+        if not arrays or (len(arrays) == 1 and arrays[0].dtype == bool):
             out[self.index] = grad
+        else:
+            backend.scatter_add(out, _bool_to_int_index(parts), grad)
         return out
 
 
-def _is_bool_index(index: Any) -> bool:
-    parts = index if isinstance(index, tuple) else (index,)
-    arrays = [p for p in parts if backend.is_array(p)]
-    return len(arrays) == 1 and arrays[0].dtype == bool and not any(isinstance(p, (list, tuple)) for p in parts)
+def _bool_to_int_index(parts: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Replace each boolean mask by its ``nonzero()`` integer arrays (NumPy's own definition of a mask).
+
+    Scatter-add on the GPU accepts integer arrays mixed with a mask less reliably than plain integers.
+    """
+    out: list[Any] = []
+    for p in parts:
+        if backend.is_array(p) and p.dtype == bool and p.ndim > 0:
+            out.extend(p.nonzero())
+        else:
+            out.append(p)
+    return tuple(out)
 
 
 class Concatenate(Function):
     def forward(self, *arrays: Any, axis: int = 0) -> Any:
         xp = backend.get_array_module(*arrays)
-        self.axis = axis
-        self.sizes = [a.shape[axis] for a in arrays]
         try:
-            return xp.concatenate(arrays, axis=axis)
-        except ValueError:
+            out = xp.concatenate(arrays, axis=axis)
+        except (ValueError, IndexError):  # IndexError: NumPy's AxisError for an axis out of range
             shapes = [tuple(a.shape) for a in arrays]
             raise ValueError(f"concatenate(axis={axis}): incompatible shapes {shapes}") from None
+        self.axis = axis
+        self.sizes = [a.shape[axis] for a in arrays]
+        return out
 
     def backward(self, grad: Any) -> tuple[Any, ...]:
         xp = backend.get_array_module(grad)
