@@ -1,0 +1,56 @@
+"""Detection data: the synthetic ShapesDataset, the PASCAL VOC reader, SSD augmentation and the DataLoader.
+
+Every dataset item is ``(image (H, W, 3) uint8 RGB, boxes (G, 4) float32 normalised corners, labels (G,)
+int64 in 1..num_classes-1)``, and ``dataset.class_names[0] == "background"``.
+"""
+
+from .loader import ConcatDataset, DataLoader
+from .synthetic import SHAPE_CLASS_NAMES, ShapesDataset, ShapesSample
+from .transforms import (
+    MEAN,
+    STD,
+    Compose,
+    Normalize,
+    RandomBrightness,
+    RandomChannelSwap,
+    RandomContrast,
+    RandomHorizontalFlip,
+    RandomHue,
+    RandomIoUCrop,
+    RandomPhotometricDistort,
+    RandomSaturation,
+    RandomZoomOut,
+    Resize,
+    eval_transform,
+    resize_image,
+    train_transform,
+)
+from .voc import VOC_CLASS_NAMES, VOCDataset, export_voc
+
+__all__ = [
+    "MEAN",
+    "SHAPE_CLASS_NAMES",
+    "STD",
+    "VOC_CLASS_NAMES",
+    "Compose",
+    "ConcatDataset",
+    "DataLoader",
+    "Normalize",
+    "RandomBrightness",
+    "RandomChannelSwap",
+    "RandomContrast",
+    "RandomHorizontalFlip",
+    "RandomHue",
+    "RandomIoUCrop",
+    "RandomPhotometricDistort",
+    "RandomSaturation",
+    "RandomZoomOut",
+    "Resize",
+    "ShapesDataset",
+    "ShapesSample",
+    "VOCDataset",
+    "eval_transform",
+    "export_voc",
+    "resize_image",
+    "train_transform",
+]
