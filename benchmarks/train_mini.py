@@ -1,0 +1,80 @@
+"""Time to accuracy: mAP@0.5 (area) against wall time for ssd_mini and the YOLOv1-style detector.
+
+Both are trained the same way (ShapesDataset mixed + flock scenes, the SSD augmentation, Adam with
+warm-up and a cosine decay over the time budget, batch 32) and evaluated at regular times on held-out
+mixed scenes (500 by default) and flock scenes (200). Evaluation time is not counted as training time.
+
+    python benchmarks/train_mini.py --minutes 15                  # both models, 15 min each
+    python benchmarks/train_mini.py --models ssd_mini --minutes 10 --evals 5
+
+Prints a table per model (minutes, steps, images/s, mAP mixed, mAP flock) and the share of the step
+spent waiting for data. Never run as a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from minissd import backend  # noqa: E402
+from minissd.cli import EVAL_SEED  # noqa: E402
+from minissd.data import ConcatDataset, ShapesDataset  # noqa: E402
+from minissd.models import ssd_mini, yolov1_mini  # noqa: E402
+from minissd.train import TrainConfig, Trainer, evaluate_model  # noqa: E402
+
+
+def run(name: str, minutes: float, evals: int, mixed: ShapesDataset, flock: ShapesDataset, batch: int,
+        lr: float, seed: int) -> list[dict]:
+    backend.seed(seed)
+    build = {"ssd_mini": ssd_mini, "yolov1": yolov1_mini}[name]
+    model = build(num_classes=ShapesDataset.num_classes)
+    train = ConcatDataset([ShapesDataset(6000, scene="mixed", seed=seed),
+                           ShapesDataset(3000, scene="flock", seed=seed)])
+    cfg = TrainConfig(steps=10**6, batch_size=batch, lr=lr, warmup_steps=50, time_limit=minutes * 60, seed=seed)
+    trainer = Trainer(model, train, None, cfg, progress=False)
+    rows = []
+    for k in range(1, evals + 1):
+        trainer.fit(until_seconds=minutes * 60 * k / evals)
+        m = evaluate_model(model, mixed)["map"]
+        f = evaluate_model(model, flock)["map"]
+        steps = trainer.history.steps
+        ips = len(steps) * batch / max(trainer.train_seconds, 1e-9)
+        rows.append({"minutes": trainer.train_seconds / 60, "steps": trainer.step, "images_per_s": ips,
+                     "map_mixed": m, "map_flock": f})
+        print(f"{name:<9} {rows[-1]['minutes']:6.1f} min  step {trainer.step:5d}  {ips:5.1f} img/s  "
+              f"mAP mixed {m:.3f}  flock {f:.3f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["ssd_mini", "yolov1"], choices=["ssd_mini", "yolov1"])
+    p.add_argument("--minutes", type=float, default=15.0)
+    p.add_argument("--evals", type=int, default=5, help="evaluations over the run")
+    p.add_argument("--mixed", type=int, default=500)
+    p.add_argument("--flock", type=int, default=200)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"# time to mAP, {os.cpu_count()} cores ({cpu}), {time.strftime('%Y-%m-%d')}, "
+          f"{args.minutes:g} min per model, batch {args.batch}, lr {args.lr}")
+    mixed = ShapesDataset(args.mixed, scene="mixed", seed=EVAL_SEED)
+    flock = ShapesDataset(args.flock, scene="flock", seed=EVAL_SEED)
+    for name in args.models:
+        run(name, args.minutes, args.evals, mixed, flock, args.batch, args.lr, args.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""SSD: the modified VGG16 base, extra feature layers and one loc/conf head per source feature map.
+
+Data flow for SSD300 (``N`` images of 300x300)::
+
+    x (N, 3, 300, 300)
+      -> VGG base -> conv4_3 (N, 512, 38, 38) -> L2Norm (scale 20)   -> source 1
+                  -> fc7     (N, 1024, 19, 19)                       -> source 2
+      -> conv8_1 1x1 256, conv8_2 3x3/s2 512  -> (N, 512, 10, 10)    -> source 3
+      -> conv9_1 1x1 128, conv9_2 3x3/s2 256  -> (N, 256, 5, 5)      -> source 4
+      -> conv10_1 1x1 128, conv10_2 3x3 valid -> (N, 256, 3, 3)      -> source 5
+      -> conv11_1 1x1 128, conv11_2 3x3 valid -> (N, 256, 1, 1)      -> source 6
+
+Each source map k has ``n_k`` default boxes per location (4 or 6). Its loc head, a 3x3 convolution
+to ``n_k * 4`` channels, predicts the four offsets of every default box; its conf head, a 3x3
+convolution to ``n_k * C`` channels, predicts C class scores (class 0 = background). The maps are
+flattened location by location in the order of :func:`minissd.priors.default_boxes`, so row ``p`` of
+the output belongs to default box ``p``: loc (N, P, 4), conf (N, P, C), P = 8732 for SSD300.
+
+conv4_3 gets an L2Norm because its activations are much larger than those of the deeper maps
+(ParseNet's observation, followed by the paper); the learnable per-channel scale starts at 20.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import backend
+from ..autograd import Tensor, concatenate, no_grad
+from ..config import SSDConfig
+from ..detection import Detections, detect
+from ..nn import BatchNorm2d, Conv2d, L2Norm, Module, ModuleList, init
+from ..nn import functional as F
+from ..priors import default_boxes
+from .vgg import VGGBase, conv_out_size, scaled
+
+
+class SSD(Module):
+    """The SSD detector defined by an :class:`~minissd.config.SSDConfig`.
+
+    ``model(x)`` with x (N, 3, S, S) float32 (S = ``config.input_size``, already normalized) returns
+    ``(loc (N, P, 4), conf (N, P, C))``: box offsets relative to ``model.default_boxes`` (P, 4)
+    (centre form) and raw class scores (logits) with C = ``config.num_classes``.
+    """
+
+    def __init__(self, config: SSDConfig) -> None:
+        super().__init__()
+        if not isinstance(config, SSDConfig):
+            raise TypeError(f"SSD(config): expected an SSDConfig, got {type(config).__name__}")
+        self.config = config
+        self.base = VGGBase(width=config.width, batch_norm=config.batch_norm)
+        self.l2norm = L2Norm(self.base.conv4_3_channels, scale=config.l2norm_scale)
+
+        conv4_3_size, fc7_size = VGGBase.feature_sizes(config.input_size)
+        channels = [self.base.conv4_3_channels, self.base.fc7_channels]
+        sizes = [conv4_3_size, fc7_size]
+
+        # extra layers: per block a 1x1 bottleneck then a 3x3 (or kxk) convolution that shrinks the map
+        self.extras = ModuleList()
+        in_ch, size = self.base.fc7_channels, fc7_size
+        for mid, out, stride, padding, kernel in config.extras:
+            mid, out = scaled(mid, config.width), scaled(out, config.width)
+            block = ModuleList([Conv2d(in_ch, mid, 1), Conv2d(mid, out, kernel, stride=stride, padding=padding)])
+            if config.batch_norm:
+                block.append(BatchNorm2d(mid))
+                block.append(BatchNorm2d(out))
+            self.extras.append(block)
+            size = conv_out_size(size, kernel, stride, padding)
+            in_ch = out
+            channels.append(out)
+            sizes.append(size)
+
+        expected = tuple(config.feature_maps)
+        if tuple(sizes) != expected:
+            raise ValueError(
+                f"SSD(config): the network produces feature maps of sides {tuple(sizes)} for a "
+                f"{config.input_size}x{config.input_size} input, but config.feature_maps is {expected}"
+            )
+
+        per_location = config.num_priors_per_location
+        self.loc_heads = ModuleList([Conv2d(c, n * 4, 3, padding=1) for c, n in zip(channels, per_location)])
+        self.conf_heads = ModuleList(
+            [Conv2d(c, n * config.num_classes, 3, padding=1) for c, n in zip(channels, per_location)]
+        )
+        self.source_channels = tuple(channels)
+        self._init_new_layers()
+        self._priors_np = default_boxes(config)
+
+    def _init_new_layers(self) -> None:
+        # the paper initialises the layers it adds with Xavier; conv layers of the base use He init
+        modules = [m for block in self.extras for m in block] + list(self.loc_heads) + list(self.conf_heads)
+        for m in modules:
+            if isinstance(m, Conv2d):
+                init.xavier_uniform(m.weight)
+                init.zeros(m.bias)
+
+    @property
+    def default_boxes(self) -> Any:
+        """The default boxes (P, 4), centre form (cx, cy, w, h) normalized to [0, 1], on the backend."""
+        return backend.asarray(self._priors_np)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def check_input(self, x: Any) -> Tensor:
+        """``x`` as a Tensor, after checking it is (N, 3, S, S)."""
+        x = x if isinstance(x, Tensor) else Tensor(backend.asarray(x))
+        s = self.config.input_size
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != s or x.shape[3] != s:
+            raise ValueError(
+                f"SSD input x: expected shape (N, 3, {s}, {s}) (NCHW, normalized), got {x.shape}"
+            )
+        return x
+
+    def sources(self, x: Any) -> list[Tensor]:
+        """The source feature maps, largest first: [conv4_3 (L2-normalized), fc7, extras...]."""
+        x = self.check_input(x)
+        conv4_3, fc7 = self.base(x)
+        out = [self.l2norm(conv4_3), fc7]
+        h = fc7
+        for block in self.extras:
+            h = block[0](h)
+            if self.config.batch_norm:
+                h = block[2](h)
+            h = F.relu(h)
+            h = block[1](h)
+            if self.config.batch_norm:
+                h = block[3](h)
+            h = F.relu(h)
+            out.append(h)
+        return out
+
+    def forward(self, x: Any) -> tuple[Tensor, Tensor]:
+        n = x.shape[0]
+        locs, confs = [], []
+        for src, loc_head, conf_head in zip(self.sources(x), self.loc_heads, self.conf_heads):
+            # NCHW -> NHWC so that the boxes of one location are contiguous, in default-box order
+            locs.append(loc_head(src).transpose(0, 2, 3, 1).reshape(n, -1, 4))
+            confs.append(conf_head(src).transpose(0, 2, 3, 1).reshape(n, -1, self.config.num_classes))
+        return concatenate(locs, axis=1), concatenate(confs, axis=1)
+
+    def detect(self, images: Any, conf_threshold: float = 0.01, nms_threshold: float = 0.45,
+               top_k: int = 200) -> list[Detections]:
+        """Detections for a normalized batch ``images`` (N, 3, S, S): one ``Detections`` per image.
+
+        Boxes are corners normalized to [0, 1], labels in 1..C-1, scores are softmax probabilities.
+        Runs in eval mode without building a graph; the previous train/eval mode is restored.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                loc, conf = self(images)
+        finally:
+            self.train(was_training)
+        return detect(loc.data, conf.data, self.default_boxes, self.config.variances,
+                      conf_threshold=conf_threshold, nms_threshold=nms_threshold, top_k=top_k)
+
+
+def ssd300(num_classes: int = 21) -> SSD:
+    """SSD300 as released by the authors (VGG16, 6 source maps, 8732 default boxes)."""
+    return SSD(SSDConfig.ssd300(num_classes=num_classes))
+
+
+def ssd512(num_classes: int = 21) -> SSD:
+    """SSD512 as released (7 source maps, 24564 default boxes)."""
+    return SSD(SSDConfig.ssd512(num_classes=num_classes))
+
+
+def ssd_mini(num_classes: int = 8) -> SSD:
+    """The small preset a class trains on a CPU: same topology, 160 px input, 1/8 widths, BatchNorm."""
+    return SSD(SSDConfig.mini(num_classes=num_classes))
