@@ -104,16 +104,19 @@ def pairwise_iou(a: Any, b: Any) -> Any:
     """
     _check_boxes("a", "pairwise_iou", a, ndim=None)
     _check_boxes("b", "pairwise_iou", b, ndim=None)
+    # BEGIN SOLUTION box_coding
     inter, area_a, area_b = _intersection(a, b)
     xp = backend.get_array_module(inter)
     union = area_a[..., :, None] + area_b[..., None, :] - inter
     # where the union is 0 the intersection is 0 too; dividing by 1 there gives 0 instead of 0/0 = NaN
     positive = union > 0
     return xp.where(positive, inter / xp.where(positive, union, 1), 0)
+    # END SOLUTION
 
 
 def _intersection(a: Any, b: Any) -> tuple[Any, Any, Any]:
     """Pairwise intersection areas (..., N, M) and the areas (..., N), (..., M) of corner boxes."""
+    # BEGIN SOLUTION box_coding
     xp = backend.get_array_module(a, b)
     a, b = _float(a), _float(b)
     # coordinates as contiguous columns: (..., N, 1) against (..., 1, M) broadcasts to (..., N, M)
@@ -131,6 +134,7 @@ def _intersection(a: Any, b: Any) -> tuple[Any, Any, Any]:
     xp.maximum(ih, 0, out=ih)
     iw *= ih
     return iw, area(a), area(b)
+    # END SOLUTION
 
 
 def _iou_above(a: Any, b: Any, threshold: float) -> Any:
@@ -182,11 +186,13 @@ def encode(gt_corners: Any, priors_center: Any, variances: Sequence[float] = (0.
     _check_boxes("priors_center", "encode", priors_center, ndim=None)
     v0, v1 = _check_variances("encode", variances)
     xp = backend.get_array_module(gt_corners, priors_center)
+    # BEGIN SOLUTION box_coding
     g = corners_to_center(gt_corners)
     d = _float(priors_center)
     offset = (g[..., :2] - d[..., :2]) / (v0 * d[..., 2:])
     scale = xp.log(g[..., 2:] / d[..., 2:]) / v1
     return xp.concatenate([offset, scale], axis=-1)
+    # END SOLUTION
 
 
 def decode(loc: Any, priors_center: Any, variances: Sequence[float] = (0.1, 0.2)) -> Any:
@@ -206,10 +212,12 @@ def decode(loc: Any, priors_center: Any, variances: Sequence[float] = (0.1, 0.2)
     _check_boxes("priors_center", "decode", priors_center, ndim=None)
     v0, v1 = _check_variances("decode", variances)
     xp = backend.get_array_module(loc, priors_center)
+    # BEGIN SOLUTION box_coding
     loc, d = _float(loc), _float(priors_center)
     centre = d[..., :2] + loc[..., :2] * v0 * d[..., 2:]
     size = d[..., 2:] * xp.exp(xp.minimum(loc[..., 2:] * v1, _MAX_LOG_RATIO))
     return xp.concatenate([centre - size / 2, centre + size / 2], axis=-1)
+    # END SOLUTION
 
 
 # --------------------------------------------------------------------------- NMS
@@ -242,6 +250,7 @@ def nms(boxes: Any, scores: Any, iou_threshold: float, top_k: int | None = None)
     xp = backend.get_array_module(boxes, scores)
     if top_k is not None and top_k <= 0:
         return xp.zeros((0,), dtype=xp.int64)
+    # BEGIN SOLUTION nms_ap
     order = xp.argsort(-scores, kind="stable")  # descending; stable keeps ties in index order
     sorted_boxes = _float(boxes)[order]
     remaining = xp.arange(order.shape[0])  # positions in `order` still in play
@@ -258,6 +267,7 @@ def nms(boxes: Any, scores: Any, iou_threshold: float, top_k: int | None = None)
     if not keep:
         return xp.zeros((0,), dtype=xp.int64)
     return order[xp.concatenate(keep)].astype(xp.int64)
+    # END SOLUTION
 
 
 def batched_nms(boxes: Any, scores: Any, labels: Any, iou_threshold: float) -> Any:

@@ -25,6 +25,7 @@ from .config import SSDConfig
 
 def _box_shapes(min_size: float, max_size: float, ratios: Sequence[float]) -> list[tuple[float, float]]:
     """(width, height) in pixels of the boxes at one location, in the fixed order."""
+    # BEGIN SOLUTION default_boxes
     shapes = [(min_size, min_size)]
     extra = math.sqrt(min_size * max_size)
     shapes.append((extra, extra))
@@ -32,6 +33,7 @@ def _box_shapes(min_size: float, max_size: float, ratios: Sequence[float]) -> li
         shapes.append((min_size * math.sqrt(r), min_size / math.sqrt(r)))
         shapes.append((min_size / math.sqrt(r), min_size * math.sqrt(r)))
     return shapes
+    # END SOLUTION
 
 
 def feature_map_boxes(
@@ -50,6 +52,7 @@ def feature_map_boxes(
     """
     xp = backend.xp()
     dtype = xp.float32 if dtype is None else dtype
+    # BEGIN SOLUTION default_boxes
     centres = (xp.arange(size, dtype=xp.float64) + 0.5) * step / input_size  # (f,)
     shapes = xp.asarray(_box_shapes(min_size, max_size, aspect_ratios), dtype=xp.float64)  # (A, 2) pixels
     shapes /= input_size
@@ -59,6 +62,7 @@ def feature_map_boxes(
     out[..., 1] = centres[:, None, None]  # cy varies with the row i
     out[..., 2:] = shapes[None, None, :, :]
     return out.astype(dtype)
+    # END SOLUTION
 
 
 def _clip_center(boxes: Any) -> Any:

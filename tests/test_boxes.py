@@ -69,6 +69,7 @@ def test_conversion_round_trip(seed, n):
 
 
 # --------------------------------------------------------------------------- IoU
+@pytest.mark.box_coding
 def test_iou_of_two_boxes_by_hand():
     # a = (0,0)-(2,2) and b = (1,1)-(3,3) overlap in the unit square (1,1)-(2,2):
     # IoU = 1 / (4 + 4 - 1) = 1/7
@@ -79,6 +80,7 @@ def test_iou_of_two_boxes_by_hand():
     assert H(iou(A([[0, 0, 2, 1]]), A([[1, 0, 3, 1]])))[0, 0] == pytest.approx(1 / 3)
 
 
+@pytest.mark.box_coding
 def test_iou_pairwise_shape_and_values():
     a = A([[0, 0, 2, 2], [0, 0, 1, 1]])
     b = A([[0, 0, 2, 2], [5, 5, 6, 6], [1, 1, 3, 3]])
@@ -89,6 +91,7 @@ def test_iou_pairwise_shape_and_values():
     np.testing.assert_allclose(out, [[1, 0, 1 / 7], [0.25, 0, 0]], atol=1e-12)
 
 
+@pytest.mark.box_coding
 def test_iou_touching_and_zero_area_boxes_give_zero_not_nan():
     touching = H(iou(A([[0, 0, 1, 1]]), A([[1, 0, 2, 1]])))
     assert touching[0, 0] == 0
@@ -100,6 +103,7 @@ def test_iou_touching_and_zero_area_boxes_give_zero_not_nan():
         assert H(iou(x, A([[0, 0, 1, 1]])))[0, 0] == 0
 
 
+@pytest.mark.box_coding
 def test_iou_of_empty_sets():
     assert H(iou(A(np.zeros((0, 4))), A([[0, 0, 1, 1]]))).shape == (0, 1)
 
@@ -113,6 +117,7 @@ def test_iou_rejects_wrong_shapes_with_a_clear_message():
 
 @FAST
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 12), m=st.integers(1, 12))
+@pytest.mark.box_coding
 def test_iou_symmetric_bounded_and_one_on_itself(seed, n, m):
     rng = np.random.default_rng(seed)
     a, b = random_boxes(rng, n), random_boxes(rng, m)
@@ -127,11 +132,13 @@ def test_iou_symmetric_bounded_and_one_on_itself(seed, n, m):
     st.lists(st.tuples(*[st.floats(-2, 2, allow_nan=False)] * 4), min_size=1, max_size=6),
     st.lists(st.tuples(*[st.floats(-2, 2, allow_nan=False)] * 4), min_size=1, max_size=6),
 )
+@pytest.mark.box_coding
 def test_iou_bounded_for_arbitrary_even_inverted_boxes(a, b):
     out = H(iou(A(a), A(b)))
     assert np.isfinite(out).all() and (out >= 0).all() and (out <= 1 + 1e-12).all()
 
 
+@pytest.mark.box_coding
 def test_pairwise_iou_batches_over_leading_axes():
     rng = np.random.default_rng(0)
     a, b = random_boxes(rng, 6).reshape(2, 3, 4), random_boxes(rng, 8).reshape(2, 4, 4)
@@ -142,6 +149,7 @@ def test_pairwise_iou_batches_over_leading_axes():
 
 
 # --------------------------------------------------------------------------- encode / decode
+@pytest.mark.box_coding
 def test_encode_decode_one_box_by_hand():
     # default box: centre (0.5, 0.5), size 0.2 x 0.4.
     # ground truth: centre (0.52, 0.46), size 0.4 x 0.4 -> corners (0.32, 0.26, 0.72, 0.66).
@@ -156,18 +164,21 @@ def test_encode_decode_one_box_by_hand():
     np.testing.assert_allclose(H(decode(loc, prior)), H(gt), atol=1e-12)
 
 
+@pytest.mark.box_coding
 def test_variances_scale_the_offsets():
     # with variances (1, 1) the same box gives the raw offsets: 0.1 and log(2)
     loc = H(encode(A([[0.32, 0.26, 0.72, 0.66]]), A([[0.5, 0.5, 0.2, 0.4]]), variances=(1.0, 1.0)))
     np.testing.assert_allclose(loc, [[0.1, -0.1, math.log(2), 0.0]], atol=1e-9)
 
 
+@pytest.mark.box_coding
 def test_decode_of_zero_offsets_is_the_default_box():
     priors = A([[0.5, 0.5, 0.2, 0.4], [0.1, 0.2, 0.1, 0.1]])
     out = H(decode(A(np.zeros((2, 4))), priors))
     np.testing.assert_allclose(out, H(center_to_corners(priors)), atol=1e-12)
 
 
+@pytest.mark.box_coding
 def test_decode_batches_and_stays_finite_for_huge_outputs():
     priors = A([[0.5, 0.5, 0.2, 0.4]], dtype=np.float32)
     loc = A(np.full((3, 1, 4), 1e4), dtype=np.float32)  # an untrained network can output anything
@@ -185,6 +196,7 @@ def test_encode_decode_reject_bad_variances():
 @FAST
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 30),
        var=st.sampled_from([(0.1, 0.2), (1.0, 1.0), (0.5, 0.3)]))
+@pytest.mark.box_coding
 def test_decode_inverts_encode(seed, n, var):
     rng = np.random.default_rng(seed)
     gt = random_boxes(rng, n, min_size=0.01, max_size=1.0)
@@ -204,6 +216,8 @@ NMS_BOXES = [[5, 0, 15, 10], [0, 0, 10, 10], [20, 20, 30, 30], [1, 1, 11, 11]]
 NMS_SCORES = [0.6, 0.9, 0.7, 0.8]
 
 
+@pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_nms_of_four_boxes_by_hand():
     keep = nms(A(NMS_BOXES), A(NMS_SCORES), 0.45)
     assert H(keep).tolist() == [1, 2, 0]
@@ -214,6 +228,8 @@ def test_nms_of_four_boxes_by_hand():
     assert H(nms(A(NMS_BOXES), A(NMS_SCORES), 0.45, top_k=2)).tolist() == [1, 2]
 
 
+@pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_nms_keeps_a_box_whose_iou_equals_the_threshold():
     # (0,0)-(2,1) and (0,0)-(1,1): IoU = 1 / 2 = 0.5 exactly (binary fractions, no rounding);
     # "above the threshold" suppresses, equal does not
@@ -222,6 +238,8 @@ def test_nms_keeps_a_box_whose_iou_equals_the_threshold():
     assert H(nms(boxes, scores, 0.49)).tolist() == [0]
 
 
+@pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_nms_edge_cases():
     assert H(nms(A(np.zeros((0, 4))), A(np.zeros(0)), 0.5)).tolist() == []
     # equal scores: the lower index comes first; identical boxes: only one survives
@@ -249,6 +267,8 @@ def _check_nms_invariants(boxes: np.ndarray, scores: np.ndarray, keep: np.ndarra
 
 @FAST
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), thr=st.floats(0.05, 0.95))
+@pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_nms_properties(seed, n, thr):
     rng = np.random.default_rng(seed)
     boxes = random_boxes(rng, n, 0.05, 0.4)
@@ -259,6 +279,8 @@ def test_nms_properties(seed, n, thr):
 
 @FAST
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), classes=st.integers(1, 4))
+@pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_batched_nms_is_nms_within_each_class(seed, n, classes):
     rng = np.random.default_rng(seed)
     boxes, scores = random_boxes(rng, n, 0.05, 0.4), rng.random(n)
@@ -273,6 +295,8 @@ def test_batched_nms_is_nms_within_each_class(seed, n, classes):
         assert keep[labels[keep] == c].tolist() == expected.tolist()
 
 
+@pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_batched_nms_classes_do_not_suppress_each_other():
     boxes = A([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1]])
     keep = batched_nms(boxes, A([0.9, 0.8, 0.7]), A([1, 2, 1], dtype=np.int64), 0.5)
@@ -282,6 +306,8 @@ def test_batched_nms_classes_do_not_suppress_each_other():
 @FAST
 @given(seed=st.integers(0, 2**32 - 1), p=st.integers(1, 80), c=st.integers(1, 4),
        top=st.sampled_from([None, 1, 5, 30]), score_thr=st.sampled_from([0.0, 0.3, 0.9]))
+@pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_multiclass_nms_equals_nms_per_class(seed, p, c, top, score_thr):
     rng = np.random.default_rng(seed)
     boxes, scores = random_boxes(rng, p, 0.05, 0.4), rng.random((p, c))
@@ -296,6 +322,7 @@ def test_multiclass_nms_equals_nms_per_class(seed, p, c, top, score_thr):
         assert sorted(box_index[cls == k].tolist()) == sorted(expected.tolist())
 
 
+@pytest.mark.box_coding
 def test_multiclass_nms_with_nothing_above_the_threshold_is_empty():
     out = multiclass_nms(A([[0, 0, 1, 1]]), A([[0.1, 0.2]]), 0.45, score_threshold=0.5)
     assert all(H(x).shape == (0,) for x in out)

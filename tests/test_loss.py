@@ -45,6 +45,7 @@ LOC_T = np.zeros((1, 4, 4))
 CONF_T = np.array([[1, 0, 0, 0]])
 
 
+@pytest.mark.multibox_loss
 def test_multibox_loss_by_hand():
     crit = MultiBoxLoss(neg_pos_ratio=2)
     loss_loc, loss_conf = crit(T(LOC), T(CONF), A(LOC_T), A(CONF_T, np.int64))
@@ -60,6 +61,7 @@ def test_multibox_loss_by_hand():
     assert loc2.item() == pytest.approx(3.26) and conf2.item() == pytest.approx(math.log(16))
 
 
+@pytest.mark.multibox_loss
 def test_gradients_by_hand():
     loc, conf = T(LOC), T(CONF)
     loss_loc, loss_conf = MultiBoxLoss(neg_pos_ratio=2)(loc, conf, A(LOC_T), A(CONF_T, np.int64))
@@ -71,6 +73,7 @@ def test_gradients_by_hand():
     np.testing.assert_allclose(H(conf.grad)[0], [[0.5, -0.5], [-0.75, 0.75], [-0.5, 0.5], [0, 0]], atol=1e-12)
 
 
+@pytest.mark.multibox_loss
 def test_normalized_by_positives_of_the_whole_batch():
     crit = MultiBoxLoss(neg_pos_ratio=2)
     one = crit(T(LOC), T(CONF), A(LOC_T), A(CONF_T, np.int64))
@@ -80,6 +83,7 @@ def test_normalized_by_positives_of_the_whole_batch():
     assert two[0].item() == pytest.approx(one[0].item()) and two[1].item() == pytest.approx(one[1].item())
 
 
+@pytest.mark.multibox_loss
 def test_mining_is_per_image():
     # image 1 has no positive: it contributes no negatives, although image 0 has one positive
     conf = CONF + [[[0.0, 5.0]] * 4]  # very wrong background scores in image 1: would be "hardest"
@@ -91,6 +95,7 @@ def test_mining_is_per_image():
     assert loss_conf.item() == pytest.approx(math.log(16)) and loss_loc.item() == pytest.approx(1.63)
 
 
+@pytest.mark.multibox_loss
 def test_no_positives_gives_finite_zero_loss_and_zero_gradients():
     loc, conf = T(np.ones((2, 5, 4))), T(np.ones((2, 5, 3)))
     loss_loc, loss_conf = MultiBoxLoss()(loc, conf, A(np.zeros((2, 5, 4))), A(np.zeros((2, 5)), np.int64))
@@ -99,6 +104,7 @@ def test_no_positives_gives_finite_zero_loss_and_zero_gradients():
     assert np.isfinite(H(loc.grad)).all() and (H(loc.grad) == 0).all() and (H(conf.grad) == 0).all()
 
 
+@pytest.mark.multibox_loss
 def test_float32_stays_float32():
     loc = Tensor(A(LOC, np.float32), requires_grad=True)
     conf = Tensor(A(CONF, np.float32), requires_grad=True)
@@ -107,6 +113,7 @@ def test_float32_stays_float32():
     assert loss_conf.item() == pytest.approx(math.log(16), rel=1e-6)
 
 
+@pytest.mark.multibox_loss
 def test_smooth_l1_values_and_gradcheck():
     x = T([-3.0, -0.5, 0.0, 0.3, 2.0])
     # |x| >= 1: |x| - 0.5; |x| < 1: x^2 / 2
@@ -128,6 +135,7 @@ def _random_problem(rng, n=2, p=7, c=3):
     return loc, conf, loc_t, conf_t
 
 
+@pytest.mark.multibox_loss
 def test_gradcheck_multibox_loss():
     rng = np.random.default_rng(1)
     loc, conf, loc_t, conf_t = _random_problem(rng)
@@ -145,6 +153,7 @@ def test_gradcheck_multibox_loss():
 @FAST
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 4), p=st.integers(1, 40),
        ratio=st.sampled_from([0, 1, 3, 2.5]), pos_rate=st.floats(0, 0.5))
+@pytest.mark.multibox_loss
 def test_mined_negatives_never_exceed_ratio_times_positives_and_are_the_hardest(seed, n, p, ratio, pos_rate):
     rng = np.random.default_rng(seed)
     positives = rng.random((n, p)) < pos_rate
@@ -161,6 +170,7 @@ def test_mined_negatives_never_exceed_ratio_times_positives_and_are_the_hardest(
 
 @FAST
 @given(seed=st.integers(0, 2**32 - 1))
+@pytest.mark.multibox_loss
 def test_loss_masks_match_the_mining_rule(seed):
     rng = np.random.default_rng(seed)
     loc, conf, loc_t, conf_t = _random_problem(rng, n=3, p=20, c=4)

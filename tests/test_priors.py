@@ -22,6 +22,7 @@ def ssd300_boxes():
     return H(default_boxes(SSDConfig.ssd300()))
 
 
+@pytest.mark.default_boxes
 def test_ssd300_box_count_per_map_and_in_total(ssd300_boxes):
     cfg = SSDConfig.ssd300()
     assert ssd300_boxes.shape == (8732, 4)
@@ -30,11 +31,13 @@ def test_ssd300_box_count_per_map_and_in_total(ssd300_boxes):
     assert [s.stop - s.start for s in map_slices(cfg)] == [5776, 2166, 600, 150, 36, 4]
 
 
+@pytest.mark.default_boxes
 def test_ssd512_and_mini_box_counts():
     assert default_boxes(SSDConfig.ssd512()).shape == (24564, 4)
     assert default_boxes(SSDConfig.mini()).shape == (2390, 4)
 
 
+@pytest.mark.default_boxes
 def test_first_boxes_of_ssd300_by_hand(ssd300_boxes):
     # conv4_3, row 0, column 0: centre (0 + 0.5) * 8 / 300 = 1/75 = 0.013333
     c = 0.5 * 8 / 300
@@ -54,6 +57,7 @@ def test_first_boxes_of_ssd300_by_hand(ssd300_boxes):
     np.testing.assert_allclose(ssd300_boxes[152, :2], [c, 0.04], rtol=1e-6)
 
 
+@pytest.mark.default_boxes
 def test_fc7_boxes_of_ssd300_by_hand(ssd300_boxes):
     # fc7 starts at 5776; centre 0.5 * 16 / 300 = 0.026667; min 60 px = 0.2; ratio 3 boxes are
     # 60 * sqrt(3) / 300 = 0.34641 wide and 60 / sqrt(3) / 300 = 0.11547 high, then transposed
@@ -65,6 +69,7 @@ def test_fc7_boxes_of_ssd300_by_hand(ssd300_boxes):
     np.testing.assert_allclose(box[5], [c, c, 0.11547005, 0.34641016], rtol=1e-6)
 
 
+@pytest.mark.default_boxes
 def test_last_boxes_of_ssd300_by_hand(ssd300_boxes):
     # conv11_2 is 1x1 with step 300: centre (0.5, 0.5); min 264 px -> 0.88; sqrt(264 * 315) = 288.375 px
     # -> 0.961249; ratio 2: 264 * sqrt(2) / 300 = 1.244508 and 264 / sqrt(2) / 300 = 0.622254
@@ -77,6 +82,7 @@ def test_last_boxes_of_ssd300_by_hand(ssd300_boxes):
     np.testing.assert_allclose(ssd300_boxes[-4:], expected, rtol=1e-6)
 
 
+@pytest.mark.default_boxes
 def test_no_clipping_by_default_and_clipping_when_asked(ssd300_boxes):
     corners = H(center_to_corners(backend.asarray(ssd300_boxes)))
     assert corners.min() < 0 and corners.max() > 1  # released SSD300: boxes may stick out
@@ -87,12 +93,14 @@ def test_no_clipping_by_default_and_clipping_when_asked(ssd300_boxes):
     np.testing.assert_allclose(clipped[0], [0.95 / 30, 0.95 / 30, 1.9 / 30, 1.9 / 30], rtol=1e-5)
 
 
+@pytest.mark.default_boxes
 def test_dtype_and_backend():
     b = default_boxes(SSDConfig.mini())
     assert b.dtype == np.float32 and type(b) is type(backend.xp().zeros(1))
     assert default_boxes(SSDConfig.mini(), dtype=np.float64).dtype == np.float64
 
 
+@pytest.mark.default_boxes
 def test_scale_rule_boxes():
     # paper rule on 6 maps: the first box is 0.2 of the image; its extra square sqrt(0.2 * 0.34)
     b = H(default_boxes(SSDConfig.ssd300().replace(min_sizes=None, max_sizes=None)))
@@ -103,6 +111,7 @@ def test_scale_rule_boxes():
     np.testing.assert_allclose(b2[0, :2], [0.5 / 38, 0.5 / 38], rtol=1e-6)
 
 
+@pytest.mark.default_boxes
 def test_feature_map_boxes_shape_and_grid():
     # the paper's 4x4 map on a 300 px image: centres at (j + 0.5) * 75 / 300 = 0.125, 0.375, 0.625, 0.875
     b = H(feature_map_boxes(4, 75, 90, 150, (2,), 300))
@@ -111,6 +120,8 @@ def test_feature_map_boxes_shape_and_grid():
     np.testing.assert_allclose(b[:, 0, 0, 1], [0.125, 0.375, 0.625, 0.875], rtol=1e-6)
 
 
+@pytest.mark.default_boxes
+@pytest.mark.box_coding
 def test_best_overlaps():
     priors = default_boxes(SSDConfig.mini(), dtype=np.float64)
     # a ground truth equal to a default box has IoU 1 with it

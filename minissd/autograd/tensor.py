@@ -497,9 +497,11 @@ class Div(Function):
         return a / b
 
     def backward(self, grad: Any) -> tuple[Any, Any]:
+        # BEGIN SOLUTION autograd_ops
         ga = grad / self.b
         gb = -grad * self.a / (self.b * self.b)
         return unbroadcast(ga, self.a.shape), unbroadcast(gb, self.b.shape)
+        # END SOLUTION
 
 
 class Pow(Function):
@@ -545,6 +547,7 @@ class MatMul(Function):
         return a @ b
 
     def backward(self, grad: Any) -> tuple[Any, Any]:
+        # BEGIN SOLUTION autograd_ops
         xp = backend.get_array_module(grad)
         a, b = self.a, self.b
         a2 = a[None, :] if a.ndim == 1 else a
@@ -562,6 +565,7 @@ class MatMul(Function):
         ga = unbroadcast(ga, a2.shape).reshape(a.shape)
         gb = unbroadcast(gb, b2.shape).reshape(b.shape)
         return ga, gb
+        # END SOLUTION
 
 
 # --------------------------------------------------------------------------- elementwise unary
@@ -588,7 +592,9 @@ class Exp(Function):
         return self.out
 
     def backward(self, grad: Any) -> Any:
+        # BEGIN SOLUTION autograd_ops
         return grad * self.out
+        # END SOLUTION
 
 
 class Log(Function):
@@ -597,7 +603,9 @@ class Log(Function):
         return backend.get_array_module(a).log(a)
 
     def backward(self, grad: Any) -> Any:
+        # BEGIN SOLUTION autograd_ops
         return grad / self.a
+        # END SOLUTION
 
 
 class Sqrt(Function):
@@ -724,9 +732,11 @@ class Mean(Function):
         return a.mean(axis=self.axes, keepdims=keepdims)
 
     def backward(self, grad: Any) -> Any:
+        # BEGIN SOLUTION autograd_ops
         xp = backend.get_array_module(grad)
         g = _expand_reduced(grad, self.axes, self.keepdims, self.shape)
         return xp.broadcast_to(g / self.count, self.shape).copy()
+        # END SOLUTION
 
 
 class Max(Function):
