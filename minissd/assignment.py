@@ -151,9 +151,10 @@ ASSIGNMENTS: tuple[Assignment, ...] = (
         ),
         functions={
             "minissd/nn/functional.py::MaxPool2d.forward.run":
-                "the running maximum over the kernel offsets and the offset that won each output",
+                "the running maximum over the kernel offsets",
             "minissd/nn/functional.py::MaxPool2d.backward.run":
-                "send each output's gradient to its winning input, adding where windows overlap",
+                "find each window's winner again (the first input equal to the output) and send the output's "
+                "gradient to it, adding where windows overlap",
         },
         notebook="notebooks/02_conv_and_pooling.ipynb",
         points=10,

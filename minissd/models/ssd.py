@@ -122,11 +122,11 @@ class SSD(Module):
             h = block[0](h)
             if self.config.batch_norm:
                 h = block[2](h)
-            h = F.relu(h)
+            h = F.relu(h, inplace=True)
             h = block[1](h)
             if self.config.batch_norm:
                 h = block[3](h)
-            h = F.relu(h)
+            h = F.relu(h, inplace=True)
             out.append(h)
         return out
 

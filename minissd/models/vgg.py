@@ -95,7 +95,7 @@ class VGGBase(Module):
         x = getattr(self, name)(x)
         if self.batch_norm:
             x = getattr(self, "bn" + name.replace("conv", "").replace("fc", ""))(x)
-        return F.relu(x)
+        return F.relu(x, inplace=True)
 
     def forward(self, x: Any) -> tuple[Tensor, Tensor]:
         conv4_3 = None

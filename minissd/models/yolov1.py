@@ -106,11 +106,11 @@ class YOLOv1(Module):
         h = self.conv_a(h)
         if self.batch_norm:
             h = self.bn_a(h)
-        h = F.relu(h)
+        h = F.relu(h, inplace=True)
         h = self.conv_grid(h)
         if self.batch_norm:
             h = self.bn_grid(h)
-        h = F.relu(h)
+        h = F.relu(h, inplace=True)
         return self.predict(h).transpose(0, 2, 3, 1)
 
     # ------------------------------------------------------------------ decoding
