@@ -1,11 +1,15 @@
 """Time to accuracy: mAP@0.5 (area) against wall time for ssd_mini and the YOLOv1-style detector.
 
-Both are trained the same way (ShapesDataset mixed + flock scenes, the SSD augmentation, Adam with
-warm-up and a cosine decay over the time budget, batch 32) and evaluated at regular times on held-out
+Both are trained the same way (ShapesDataset mixed + flock scenes, no augmentation unless --augment, Adam with
+warm-up and a cosine decay over the time budget, batch 16) and evaluated at regular times on held-out
 mixed scenes (500 by default) and flock scenes (200). Evaluation time is not counted as training time.
 
     python benchmarks/train_mini.py --minutes 15                  # both models, 15 min each
     python benchmarks/train_mini.py --models ssd_mini --minutes 10 --evals 5
+    python benchmarks/train_mini.py --models ssd_mini --minutes 60 --save runs/ship   # keep the checkpoint
+
+With ``--save DIR`` the final model goes to ``DIR/<model>.npz`` (a minissd checkpoint: ``minissd evaluate
+--weights``, ``minissd.train.load_model``); that is how the shipped weights in ``minissd/weights/`` are made.
 
 Prints a table per model (minutes, steps, images/s, mAP mixed, mAP flock) and the share of the step
 spent waiting for data. Never run as a test.
@@ -25,17 +29,19 @@ from minissd import backend  # noqa: E402
 from minissd.cli import EVAL_SEED  # noqa: E402
 from minissd.data import ConcatDataset, ShapesDataset  # noqa: E402
 from minissd.models import ssd_mini, yolov1_mini  # noqa: E402
-from minissd.train import TrainConfig, Trainer, evaluate_model  # noqa: E402
+from minissd.train import TrainConfig, Trainer, evaluate_model, save_checkpoint  # noqa: E402
 
 
 def run(name: str, minutes: float, evals: int, mixed: ShapesDataset, flock: ShapesDataset, batch: int,
-        lr: float, seed: int) -> list[dict]:
+        lr: float, seed: int, augment: bool, save: str | None) -> list[dict]:
     backend.seed(seed)
     build = {"ssd_mini": ssd_mini, "yolov1": yolov1_mini}[name]
     model = build(num_classes=ShapesDataset.num_classes)
-    train = ConcatDataset([ShapesDataset(6000, scene="mixed", seed=seed),
-                           ShapesDataset(3000, scene="flock", seed=seed)])
-    cfg = TrainConfig(steps=10**6, batch_size=batch, lr=lr, warmup_steps=50, time_limit=minutes * 60, seed=seed)
+    # images are drawn on the fly, so a large set costs nothing; 3 mixed scenes per flock scene
+    train = ConcatDataset([ShapesDataset(30000, scene="mixed", seed=seed),
+                           ShapesDataset(10000, scene="flock", seed=seed)])
+    cfg = TrainConfig(steps=10**6, batch_size=batch, lr=lr, warmup_steps=50, time_limit=minutes * 60, seed=seed,
+                      augment=augment)
     trainer = Trainer(model, train, None, cfg, progress=False)
     rows = []
     for k in range(1, evals + 1):
@@ -48,6 +54,14 @@ def run(name: str, minutes: float, evals: int, mixed: ShapesDataset, flock: Shap
                      "map_mixed": m, "map_flock": f})
         print(f"{name:<9} {rows[-1]['minutes']:6.1f} min  step {trainer.step:5d}  {ips:5.1f} img/s  "
               f"mAP mixed {m:.3f}  flock {f:.3f}", flush=True)
+    waits = [r["wait"] for r in trainer.history.steps if "wait" in r]
+    if waits:
+        print(f"{name:<9} waiting for data: {100 * sum(waits) / max(trainer.train_seconds, 1e-9):.1f}% of the time")
+    if save:
+        path = save_checkpoint(os.path.join(save, f"{name}.npz"), model, step=trainer.step,
+                               extra={"train_seconds": trainer.train_seconds, "evals": rows,
+                                      "command": " ".join(sys.argv)})
+        print(f"{name:<9} checkpoint {path}")
     return rows
 
 
@@ -58,8 +72,11 @@ def main() -> None:
     p.add_argument("--evals", type=int, default=5, help="evaluations over the run")
     p.add_argument("--mixed", type=int, default=500)
     p.add_argument("--flock", type=int, default=200)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--augment", action="store_true",
+                   help="use the SSD augmentation pipeline (off by default: see docs/benchmarks.md, Time to mAP)")
+    p.add_argument("--save", default=None, help="folder for the final checkpoints (<model>.npz)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     cpu = platform.machine()
@@ -69,11 +86,11 @@ def main() -> None:
     except (OSError, StopIteration):
         pass
     print(f"# time to mAP, {os.cpu_count()} cores ({cpu}), {time.strftime('%Y-%m-%d')}, "
-          f"{args.minutes:g} min per model, batch {args.batch}, lr {args.lr}")
+          f"{args.minutes:g} min per model, batch {args.batch}, lr {args.lr}, augment {args.augment}")
     mixed = ShapesDataset(args.mixed, scene="mixed", seed=EVAL_SEED)
     flock = ShapesDataset(args.flock, scene="flock", seed=EVAL_SEED)
     for name in args.models:
-        run(name, args.minutes, args.evals, mixed, flock, args.batch, args.lr, args.seed)
+        run(name, args.minutes, args.evals, mixed, flock, args.batch, args.lr, args.seed, args.augment, args.save)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def make_dataset(kind: str, split: str, images: int | None, scene: str = "mixed"
         ds = VOCDataset(root, year=year, split=voc_split)
         return ds
     base = seed if split == "train" else EVAL_SEED + seed
-    n = images if images is not None else (4000 if split == "train" else 200)
+    # ShapesDataset draws each image from its index, so a large training set costs no memory
+    n = images if images is not None else (40000 if split == "train" else 200)
     if scene == "both":
         return ConcatDataset([ShapesDataset(n - n // 3, scene="mixed", seed=base),
                               ShapesDataset(n // 3, scene="flock", seed=base)])
@@ -94,6 +95,23 @@ def _cmd_boxes(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- train
+def default_lr(model: str, optimizer: str) -> float:
+    """The learning rate ``minissd train`` uses without ``--lr``: Adam 1e-2 for the mini detectors (the best of
+    3e-3, 1e-2 and 2e-2 measured in docs/benchmarks.md), 1e-3 otherwise (the paper's SGD rate for SSD300)."""
+    return 1e-2 if optimizer == "adam" and model in ("ssd_mini", "yolov1") else 1e-3
+
+
+def planned_steps(steps: int | None, epochs: int | None, minutes: float | None, images: int, batch_size: int) -> int:
+    """Optimizer steps of a ``minissd train`` run: ``--steps``, else ``--epochs`` passes, else (with only
+    ``--minutes``) no step limit, so the time limit ends the run and drives the cosine decay; one epoch when
+    nothing is given."""
+    if steps is not None:
+        return steps
+    if epochs is None and minutes:
+        return 10**9
+    return max(1, images // batch_size) * (epochs or 1)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, Trainer  # noqa: PLC0415
 
@@ -103,14 +121,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     val_set = make_dataset(args.data, "test", args.val_images, args.scene, args.data_root, args.year,
                            args.seed)
     model = build_named_model(args.model, _num_classes(train_set))
-    steps = args.steps
-    if steps is None:
-        per_epoch = max(1, len(train_set) // args.batch_size)
-        steps = per_epoch * (args.epochs or 1)
-    cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+    steps = planned_steps(args.steps, args.epochs, args.minutes, len(train_set), args.batch_size)
+    lr = args.lr if args.lr is not None else default_lr(args.model, args.optimizer)
+    augment = args.augment if args.augment is not None else args.data == "voc"
+    cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=lr, optimizer=args.optimizer,
                       seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
                       time_limit=args.minutes * 60 if args.minutes else None, warmup_steps=args.warmup,
-                      num_workers=args.workers)
+                      num_workers=args.workers, augment=augment)
     trainer = Trainer(model, train_set, val_set, cfg, out_dir=args.out)
     if args.resume:
         trainer.resume(args.resume)
@@ -278,8 +295,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"\n[3/3] training ssd_mini from scratch for {args.minutes:g} min on {args.backend}")
     model = ssd_mini(num_classes=num_classes)
     seconds = args.minutes * 60
-    tcfg = TrainConfig(steps=args.max_steps, batch_size=args.batch_size, lr=3e-3, warmup_steps=20,
-                       schedule="cosine", time_limit=seconds, seed=args.seed)
+    tcfg = TrainConfig(steps=args.max_steps, batch_size=args.batch_size, lr=default_lr("ssd_mini", "adam"),
+                       warmup_steps=20, schedule="cosine", time_limit=seconds, seed=args.seed, augment=False)
     trainer = Trainer(model, train_set, None, tcfg, out_dir=out)
     history = trainer.fit()
     trained_map = evaluate_model(model, test_mixed)["map"]
@@ -315,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=float, default=3.0, help="training time in minutes (default 3)")
     demo.add_argument("--out", default="minissd-demo", help="output folder (default minissd-demo)")
     demo.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
-    demo.add_argument("--batch-size", type=int, default=32)
+    demo.add_argument("--batch-size", type=int, default=16)
     demo.add_argument("--max-steps", type=int, default=100000, help=argparse.SUPPRESS)
     demo.add_argument("--train-images", type=int, default=4000, help=argparse.SUPPRESS)
     demo.add_argument("--eval-images", type=int, default=200, help="held-out images to evaluate on")
@@ -330,14 +347,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--year", default="2007", help="VOC year (with --data voc)")
     train.add_argument("--scene", choices=["mixed", "flock", "both"], default="both",
                        help="ShapesDataset scenes (default both)")
-    train.add_argument("--train-images", type=int, default=None, help="ShapesDataset training images (4000)")
+    train.add_argument("--train-images", type=int, default=None, help="ShapesDataset training images (40000)")
     train.add_argument("--val-images", type=int, default=None, help="held-out images for evaluation (200)")
     group = train.add_mutually_exclusive_group()
     group.add_argument("--steps", type=int, help="optimizer steps")
     group.add_argument("--epochs", type=int, help="passes over the training set")
     train.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
     train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--lr", type=float, default=3e-3)
+    train.add_argument("--lr", type=float, default=None,
+                       help="peak learning rate (default: 1e-2 with Adam for ssd_mini and yolov1, else 1e-3)")
+    train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                       help="SSD augmentation (default: on for --data voc, off for shapes, whose images are new "
+                            "for every index)")
     train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     train.add_argument("--warmup", type=int, default=50, help="warm-up steps")
     train.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: at the end)")

@@ -406,6 +406,7 @@ class Trainer:
                     break
                 if until_seconds is not None and self.train_seconds >= until_seconds:
                     break
+                t_wait = time.perf_counter()
                 images, boxes, labels = next(batches)
                 t_step = time.perf_counter()
                 lr = self.scheduler.get_lr()[0]
@@ -413,7 +414,7 @@ class Trainer:
                 self.step += 1
                 now = time.perf_counter()
                 self.train_seconds = start_seconds + (now - t0)
-                row.update(step=self.step, lr=lr, time=self.train_seconds,
+                row.update(step=self.step, lr=lr, time=self.train_seconds, wait=t_step - t_wait,
                            images_per_s=images.shape[0] / max(now - t_step, 1e-9))
                 self.history.steps.append(row)
                 if bar is not None:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from minissd.cli import main
+from minissd.cli import main, planned_steps
 
 # Classroom assignments (docs/assignments.md): the commands run the whole pipeline, which needs the code of
 # these assignments; in a student copy these tests need them (they are not graded by them).
@@ -113,6 +113,15 @@ def test_resume_from_checkpoint(trained, tmp_path):
     assert code == 0, stderr
     assert "resumed from" in stdout and "at step 2" in stdout
     assert "for 3 steps" in stdout
+
+
+def test_planned_steps():
+    # --minutes alone must not stop the run after one epoch: the time limit ends it
+    assert planned_steps(None, None, 90.0, 4000, 32) >= 10**6
+    assert planned_steps(None, None, None, 4000, 32) == 125  # one epoch of 4000 // 32
+    assert planned_steps(None, 3, 90.0, 4000, 32) == 375  # --epochs wins over the time limit's open end
+    assert planned_steps(7, None, 90.0, 4000, 32) == 7
+    assert planned_steps(None, None, None, 10, 32) == 1  # fewer images than a batch: still one step
 
 
 def test_demo_tiny(tmp_path):

@@ -62,6 +62,16 @@ def test_mini_sources_match_config():
     assert loc.shape == (2, 2390, 4) and conf.shape == (2, 2390, 6)
 
 
+def test_l2norm_starts_at_the_config_scale():
+    # conv4_3's L2Norm weight starts at config.l2norm_scale: the paper's 20 for SSD300, 5 for the BatchNorm mini
+    model = SSD(tiny_config().replace(l2norm_scale=7.5))
+    assert np.allclose(backend.to_numpy(model.l2norm.weight.data), 7.5)
+    src = backend.to_numpy(model.sources(_images(2, 64))[0].data)
+    lengths = np.sqrt((src ** 2).sum(axis=1))
+    assert np.allclose(lengths[lengths > 0], 7.5, rtol=1e-4)
+    assert SSDConfig.ssd300().l2norm_scale == 20.0
+
+
 def test_output_rows_follow_default_box_order():
     # the conf head of map k writes location (i, j), box a to row first_k + (i * f + j) * n_k + a
     model = SSD(tiny_config())
