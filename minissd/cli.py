@@ -208,7 +208,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             "detections": [
                 {"label": int(lab), "class": names[int(lab)] if names else str(int(lab)),
                  "score": round(float(s), 4),
-                 "box_pixels": [round(float(v), 1) for v in (b[0] * w, b[1] * h, b[2] * w, b[3] * h)]}
+                 # clipped to the image: an undertrained model can decode boxes far outside it
+                 "box_pixels": [round(float(min(max(v, 0.0), size)), 1)
+                                for v, size in zip((b[0] * w, b[1] * h, b[2] * w, b[3] * h), (w, h, w, h))]}
                 for b, lab, s in zip(boxes, labels, scores)
             ],
         })

@@ -82,14 +82,19 @@ def show_image(ax: Any, image: Any, title: str | None = None) -> None:
 def show_detections(image: Any, boxes: Any, labels: Any, scores: Any = None,
                     class_names: Sequence[str] | None = None, gt_boxes: Any = None, ax: Any = None,
                     title: str | None = None) -> Any:
-    """Image with detections (solid) and, if given, ground truth (dashed white). Returns the Axes."""
+    """Image with detections (solid) and, if given, ground truth (dashed white). Returns the Axes.
+
+    ``boxes`` are normalized corners (D, 4); they are drawn clipped to the image, because a barely trained
+    network decodes boxes far outside it (exp of large offsets) and a saved figure would grow to hold them.
+    """
     plt = _plt()
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     show_image(ax, image, title)
     if gt_boxes is not None:
         draw_boxes(ax, gt_boxes, color="white", linestyle="--", linewidth=1.0, show_text=False)
-    draw_boxes(ax, boxes, labels, scores, class_names)
+    boxes = numpy.nan_to_num(numpy.asarray(backend.to_numpy(boxes), dtype=numpy.float64).reshape(-1, 4))
+    draw_boxes(ax, numpy.clip(boxes, 0.0, 1.0), labels, scores, class_names)
     return ax
 
 
