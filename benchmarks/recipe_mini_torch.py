@@ -130,7 +130,7 @@ def main() -> None:
     val = ShapesDataset(200, scene="mixed", seed=EVAL_SEED)
     limit, warmup = args.minutes * 60, 30
     print(f"# recipe: lr {args.lr}, batch {args.batch}, augment {args.augment}, L2Norm scale "
-          f"{float(params['l2norm.weight'][0])}, flock {args.flock}, BatchNorm {not args.no_batch_norm}, "
+          f"{float(params['l2norm.weight'][0].detach())}, flock {args.flock}, BatchNorm {not args.no_batch_norm}, "
           f"{args.threads} torch thread(s)")
     step, seconds, losses, next_eval = 0, 0.0, [], limit / args.evals
     t0 = time.perf_counter()
