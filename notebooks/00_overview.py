@@ -29,18 +29,28 @@
 # location. This notebook measures that contrast and maps out the rest of the series.
 
 # %%
+import io
 import os
 
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Image, display
 
 import minissd
 from minissd import to_numpy
 
 FAST = os.environ.get("MINISSD_FAST") == "1"  # CI sets it: smaller sizes, the same pictures
 # %config InlineBackend.figure_format = "png"
-plt.rcParams["figure.dpi"] = 72
+plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "font.size": 10})  # 9 in = 900 px
 print(f"minissd {minissd.__version__}, backend {minissd.get_backend()}, FAST={FAST}")
+
+
+def show_jpeg(fig, quality=85):
+    """Show a photo-like figure as JPEG (a PNG of it would be several times larger in the stored notebook)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg", dpi=100, bbox_inches="tight", pil_kwargs={"quality": quality})
+    plt.close(fig)
+    display(Image(buffer.getvalue()))
 
 # %% [markdown]
 # ## 1. Counting candidates
@@ -49,6 +59,8 @@ print(f"minissd {minissd.__version__}, backend {minissd.get_backend()}, FAST={FA
 # `minissd.priors.default_boxes(SSDConfig.ssd300())`.
 
 # %%
+from matplotlib.patches import Rectangle
+
 from minissd.config import SSDConfig
 from minissd.models import YOLOv1
 from minissd.priors import default_boxes, map_slices
@@ -62,31 +74,46 @@ print(f"YOLOv1: {S} x {S} cells x {B} boxes = {S * S * B} candidates, from one {
 print(f"SSD300: {priors.shape[0]} default boxes, from {len(cfg.feature_maps)} maps of sides {cfg.feature_maps}")
 print(f"        {priors.shape[0] / (S * S * B):.0f} times as many candidates")
 
+# %% [markdown]
+# Where those boxes sit and how large they are: YOLOv1's grid (left) and, for each of SSD300's maps, the
+# centres of all its locations (dots) and every default box of one location (its centre one), drawn to scale
+# on the 300x300 input.
+
 # %%
 from minissd.viz import MAP_COLOURS
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
-ax = axes[0]
+fig, axes = plt.subplots(2, 4, figsize=(13, 6.9))
+ax = axes[0, 0]
 c = (np.arange(S) + 0.5) / S
 cx, cy = np.meshgrid(c, c)
-ax.scatter(cx.ravel(), cy.ravel(), s=25, color="black")
+ax.scatter(cx.ravel(), cy.ravel(), s=12, color="black")
 for t in range(1, S):
-    ax.axhline(t / S, color="grey", lw=0.5)
-    ax.axvline(t / S, color="grey", lw=0.5)
-ax.set_title(f"YOLOv1: {S * S} cell centres, {S * S * B} boxes", fontsize=10)
-ax = axes[1]
+    ax.plot([0, 1], [t / S, t / S], color="grey", lw=0.5)
+    ax.plot([t / S, t / S], [0, 1], color="grey", lw=0.5)
+ax.add_patch(Rectangle((3 / S, 3 / S), 1 / S, 1 / S, fc="none", ec="C3", lw=2))
+ax.set_title(f"YOLOv1: {S}x{S} cells, {B} boxes each\n= {S * S * B} boxes (one cell in red)")
 for k, sl in enumerate(map_slices(cfg)):
-    per_loc = cfg.num_priors_per_location[k]
-    centres = priors[sl][::per_loc, :2]  # one point per location
-    ax.scatter(centres[:, 0], centres[:, 1], s=3 + 6 * k, color=MAP_COLOURS[k],
-               label=f"{cfg.source_names[k]} {cfg.feature_maps[k]}x{cfg.feature_maps[k]}: "
-                     f"{sl.stop - sl.start} boxes")
-ax.set_title(f"SSD300: {len(priors)} default boxes at {sum(f * f for f in cfg.feature_maps)} locations",
-             fontsize=10)
-ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-for ax in axes:
-    ax.set_xlim(0, 1)
-    ax.set_ylim(1, 0)
+    ax = axes.ravel()[k + 1]
+    f, per_loc = cfg.feature_maps[k], cfg.num_priors_per_location[k]
+    boxes_k = priors[sl].reshape(f, f, per_loc, 4)                 # (f, f, A, 4), row-major locations
+    centres = boxes_k[:, :, 0, :2].reshape(-1, 2)
+    ax.scatter(centres[:, 0], centres[:, 1], s=max(1, 30 / f), color=MAP_COLOURS[k])
+    for cx_, cy_, w_, h_ in boxes_k[f // 2, f // 2]:
+        ax.add_patch(Rectangle((cx_ - w_ / 2, cy_ - h_ / 2), w_, h_, fc="none", ec=MAP_COLOURS[k], lw=1.5))
+    sides = boxes_k[0, 0, :2, 2] * cfg.input_size                  # the two squares, px
+    ax.set_title(f"{cfg.source_names[k]} {f}x{f}: {sl.stop - sl.start} boxes\n"
+                 f"{per_loc} per location, squares {sides[0]:.0f} and {sides[1]:.0f} px")
+ax = axes[1, 3]
+ax.barh(["YOLOv1"] + list(cfg.source_names), [S * S * B] + [sl.stop - sl.start for sl in map_slices(cfg)],
+        color=["black"] + list(MAP_COLOURS[:len(cfg.source_names)]))
+ax.set_xscale("log")
+ax.invert_yaxis()
+ax.set_xlabel("boxes (log scale)")
+ax.set_title(f"SSD300: {len(priors)} in all")
+for ax in axes.ravel()[:-1]:
+    ax.set_xlim(-0.15, 1.15)   # boxes of the coarse maps reach past the image
+    ax.set_ylim(1.15, -0.15)
+    ax.add_patch(Rectangle((0, 0), 1, 1, fc="none", ec="black", lw=0.8))
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -101,8 +128,6 @@ plt.show()
 # centres; the objects beyond the first two of a cell cannot be represented at all.
 
 # %%
-from matplotlib.patches import Rectangle
-
 from minissd.data import ShapesDataset
 from minissd.matching import match_priors
 from minissd.priors import best_overlaps
@@ -136,7 +161,7 @@ print(f"SSD mini ({mini.input_size} px input, {len(mini_priors)} default boxes):
       f"{matched_objects} of {len(boxes)} objects have matched default boxes "
       f"({(gt_index >= 0).sum()} positives in all); {good} of them have one with IoU >= 0.5")
 
-fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+fig, axes = plt.subplots(1, 2, figsize=(11, 5.6))
 ax = axes[0]
 show_image(ax, image, f"YOLOv1 grid: {lost} of {len(boxes)} objects lost")
 plot_grid(ax, S, (W, H))
@@ -154,7 +179,7 @@ for k, sl in enumerate(map_slices(mini)):
     draw_boxes(ax, corners[idx], color=MAP_COLOURS[k], linewidth=0.7, show_text=False)
 draw_boxes(ax, boxes, color="white", linewidth=1.0, linestyle="--", show_text=False)
 fig.tight_layout()
-plt.show()
+show_jpeg(fig)
 
 # %% [markdown]
 # ## 3. The pipeline in one figure
@@ -217,8 +242,8 @@ plt.show()
 
 # %% [markdown]
 # A large map (conv4_3) has small default boxes and finds small objects; the 1x1 map (conv11_2) has one
-# location whose boxes are nearly as large as the image (sizes printed above). Notebook 04 shows the sizes, notebook 05
-# shows which map each object ends up on.
+# location whose boxes are nearly as large as the image (sizes printed above). Notebook 04 shows the sizes,
+# notebook 05 shows which map each object ends up on.
 #
 # ## 4. The series
 #

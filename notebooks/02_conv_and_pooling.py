@@ -35,7 +35,7 @@ from minissd import to_numpy
 
 FAST = os.environ.get("MINISSD_FAST") == "1"  # CI sets it: smaller sizes, the same pictures
 # %config InlineBackend.figure_format = "png"
-plt.rcParams["figure.dpi"] = 72
+plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "font.size": 10})  # 9 in = 900 px
 print(f"minissd {minissd.__version__}, backend {minissd.get_backend()}, FAST={FAST}")
 
 # %% [markdown]

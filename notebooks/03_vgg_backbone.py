@@ -23,19 +23,29 @@
 # a photograph. Code: `minissd/models/vgg.py` (`VGGBase`) and `minissd/models/ssd.py`.
 
 # %%
+import io
 import os
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Image, display
 
 import minissd
 from minissd import to_numpy
 
 FAST = os.environ.get("MINISSD_FAST") == "1"  # CI sets it: smaller sizes, the same pictures
 # %config InlineBackend.figure_format = "png"
-plt.rcParams["figure.dpi"] = 72
+plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "font.size": 10})  # 9 in = 900 px
 print(f"minissd {minissd.__version__}, backend {minissd.get_backend()}, FAST={FAST}")
+
+
+def show_jpeg(fig, quality=85):
+    """Show a photo-like figure as JPEG (a PNG of it would be several times larger in the stored notebook)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg", dpi=100, bbox_inches="tight", pil_kwargs={"quality": quality})
+    plt.close(fig)
+    display(Image(buffer.getvalue()))
 
 # %% [markdown]
 # ## 1. Layer by layer at 300x300
@@ -169,7 +179,7 @@ print(f"subsampling: every {4096 // model.base.fc7_channels}th filter, kernel ta
       f"of 0..6 in each direction (a 3x3 out of the 7x7)")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
 panels = [("parameters of fc6 + fc7", (nb, na), 1e6),
           (f"GFLOPs of fc6 + fc7 on {fc_side}x{fc_side}", (dense_conv, ssd_conv), 1e9)]
 for ax, (title, vals, unit) in zip(axes, panels):
@@ -224,7 +234,7 @@ for ax in axes:
     ax.set_yticks([])
 fig.suptitle("channel mean of each source map (untrained network)", fontsize=10)
 fig.tight_layout()
-plt.show()
+show_jpeg(fig)
 
 # %% [markdown]
 # Single channels show more than the mean: the six channels of conv4_3 and of fc7 with the most spatial
@@ -244,6 +254,95 @@ for row, k in zip(axes, [0, 1]):
 fig.suptitle("single channels (untrained network)", fontsize=10)
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ## 4. L2Norm on conv4_3: why the first source map is rescaled
+#
+# conv4_3 is read by a detection head directly, like fc7, but it sits much earlier in the network. The
+# paper (following ParseNet) notes that its features have a different, larger scale than those of later
+# layers, so one head's weights would have to work on very different magnitudes. SSD therefore puts an
+# **L2Norm** layer on conv4_3 (`minissd.nn.L2Norm`, `model.l2norm`): at every location it divides the
+# channel vector by its length, then multiplies channel c by a **learned** scale γ_c, initialised to
+# `config.l2norm_scale`. So after L2Norm each location's feature vector has length about γ, whatever the
+# image, and training can still raise or lower the scale of each channel.
+#
+# Measured below: the length of the channel vector at every location of conv4_3 and fc7 (`model.base`
+# returns both, before any normalization) for the untrained SSD300 on the photograph, and for the trained,
+# shipped `ssd_mini` on a `ShapesDataset` image when its weights are present.
+
+# %%
+from IPython.display import Markdown
+
+from minissd.cli import shipped_weights
+from minissd.data import ShapesDataset
+from minissd.train import load_model
+
+
+def location_norms(net, image_batch):
+    """Length of the channel vector at each location: conv4_3 and fc7 before L2Norm, conv4_3 after it."""
+    with minissd.no_grad():
+        conv4_3, fc7 = net.base(image_batch)
+        normed = net.l2norm(conv4_3)
+    return [np.linalg.norm(to_numpy(t.data)[0], axis=0) for t in (conv4_3, fc7, normed)]   # each (f, f)
+
+
+cases = [("SSD300, untrained, photograph", model, x[None])]
+mini_path = shipped_weights("ssd_mini")
+if os.path.isfile(mini_path):
+    mini = load_model(mini_path)
+    mini.eval()
+    shapes_image = ShapesDataset(1, image_size=mini.config.input_size, seed=3)[0]
+    xm, _, _ = eval_transform(mini.config.input_size)(*shapes_image)
+    cases.append(("ssd_mini, shipped weights, ShapesDataset image", mini, xm[None]))
+
+fig, axes = plt.subplots(len(cases), 3, figsize=(11, 3.4 * len(cases)), squeeze=False)
+lines = []
+for row, (title, net, xb) in zip(axes, cases):
+    n43, n7, n43_after = location_norms(net, xb)
+    gamma = to_numpy(net.l2norm.weight.data)
+    for ax, a, what in zip(row, (n43, n7, n43_after), ("conv4_3", "fc7", "conv4_3 after L2Norm")):
+        flat = np.ptp(a) < 1e-3 * a.mean()          # a constant map: show it as one colour, not as noise
+        im = ax.imshow(a, cmap="viridis", vmin=0.9 * a.mean() if flat else None, vmax=1.1 * a.mean() if flat else None)
+        fig.colorbar(im, ax=ax, fraction=0.046, label="channel-vector length")
+        ax.set_title(f"{what}: median length {np.median(a):.3g}", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    row[0].set_ylabel(title, fontsize=9)
+    lines.append(f"* {title}: median length **{np.median(n43):.3g}** on conv4_3 and **{np.median(n7):.3g}** "
+                 f"on fc7 (ratio {np.median(n43) / np.median(n7):.2g}); after L2Norm every conv4_3 location has "
+                 f"length {np.median(n43_after):.3g} (γ starts at {net.config.l2norm_scale:g}; now mean "
+                 f"{gamma.mean():.3g}, range {gamma.min():.3g} to {gamma.max():.3g} over {gamma.size} channels).")
+fig.tight_layout()
+plt.show()
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# The raw scales depend on the weights: the paper's observation is about ImageNet-trained VGG16, and the
+# measurements above (random weights; `ssd_mini`, whose BatchNorm already standardizes every channel) give
+# the ratios printed, not the paper's. Whatever the two raw scales are, after
+# L2Norm the conv4_3 head sees vectors of one fixed length, set by γ. The initial γ matters: the head's
+# first outputs grow with it, which is why `SSDConfig.mini()` (BatchNorm, 1/8 of the channels) starts from
+# a smaller `l2norm_scale` than the paper's SSD300 (each model's starting γ is printed above).
+#
+# ## Exercise: the side of conv4_3 and fc7 at 512 px (classroom assignment `max_pool`)
+#
+# SSD512 feeds a 512x512 image to the same backbone. Using only `F.conv2d_output_shape` and
+# `F.max_pool2d_output_shape` (with the kernel, stride, padding and `ceil_mode` of `model.base`'s layers,
+# in `VGG16_LAYERS` order), compute the side of conv4_3 and of fc7 for a 512 px input. Replace `None` and run
+# the check.
+
+# %%
+my_sides = None  # your answer: (conv4_3 side, fc7 side) at 512x512, computed layer by layer
+
+# %%
+from minissd.models.vgg import VGGBase
+
+if my_sides is None:
+    print("not answered yet: set my_sides in the cell above")
+elif tuple(my_sides) == tuple(VGGBase.feature_sizes(512)):
+    print(f"right: conv4_3 and fc7 are {my_sides[0]}x{my_sides[0]} and {my_sides[1]}x{my_sides[1]} at 512 px")
+else:
+    print(f"wrong: {my_sides}; which pools round up (ceil_mode), and what does pool5 do to the side?")
 
 # %% [markdown]
 # ## Summary

@@ -27,19 +27,29 @@
 # Code: `minissd/loss.py` (`MultiBoxLoss`, `smooth_l1`, `hard_negative_mining`).
 
 # %%
+import io
 import os
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Image, display
 
 import minissd
 from minissd import to_numpy
 
 FAST = os.environ.get("MINISSD_FAST") == "1"  # CI sets it: smaller sizes, the same pictures
 # %config InlineBackend.figure_format = "png"
-plt.rcParams["figure.dpi"] = 72
+plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "font.size": 10})  # 9 in = 900 px
 print(f"minissd {minissd.__version__}, backend {minissd.get_backend()}, FAST={FAST}")
+
+
+def show_jpeg(fig, quality=85):
+    """Show a photo-like figure as JPEG (a PNG of it would be several times larger in the stored notebook)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg", dpi=100, bbox_inches="tight", pil_kwargs={"quality": quality})
+    plt.close(fig)
+    display(Image(buffer.getvalue()))
 
 # %% [markdown]
 # ## 1. Smooth L1 vs L2

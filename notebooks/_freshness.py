@@ -81,8 +81,12 @@ def source_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def stamp_of(library: str, source: str) -> dict:
-    return {"library_sha256": library, "source_sha256": source, "setting": "full"}
+def stamp_of(library: str, source: str, seconds: float | None = None) -> dict:
+    """The metadata a fresh notebook carries; ``seconds`` (how long the run took) is a record, never compared."""
+    stamp = {"library_sha256": library, "source_sha256": source, "setting": "full"}
+    if seconds is not None:
+        stamp["seconds"] = round(seconds)
+    return stamp
 
 
 def staleness(stored: Path, package: Path = PACKAGE, library: str | None = None) -> str | None:
@@ -153,7 +157,7 @@ def execute(source: Path, timeout: int = 900) -> float:
         seconds = time.perf_counter() - t0
     if library_fingerprint() != library:
         raise RuntimeError(f"{source.name}: the library changed while the notebook ran; not stamped, run again")
-    nb.metadata[STAMP] = stamp_of(library, source_fingerprint(source))
+    nb.metadata[STAMP] = stamp_of(library, source_fingerprint(source), seconds)
     nbformat.write(nb, source.with_suffix(".ipynb"))
     return seconds
 
