@@ -126,7 +126,7 @@ def draw_graph(root, names, grads, ax, title):
     ax.set_title(title, fontsize=10)
 
 
-fig, ax = plt.subplots(figsize=(7, 3.4))
+fig, ax = plt.subplots(figsize=(9.5, 4.6))
 draw_graph(tf, {"x": tx, "y": ty, "z": tz, "q": tq, "f": tf}, hand, ax,
            "f = (x + y) · z: values (black) and gradients df/d· (green)")
 plt.show()
@@ -188,7 +188,7 @@ via_a, via_b = tb.data.item() * 2.0, ta.data.item() * 1.0   # dc/da · da/dx and
 print(f"c = {tc.item():g};  dc/dx = 4x + 2 = {4 * xv + 2:g}")
 print(f"contributions: via a {via_a:g} + via b {via_b:g} = {via_a + via_b:g};  minissd: {tx.grad.item():g}")
 
-fig, ax = plt.subplots(figsize=(7, 3.4))
+fig, ax = plt.subplots(figsize=(9.5, 4.6))
 draw_graph(tc, {"x": tx, "a": ta, "b": tb, "c": tc},
            {"x": via_a + via_b, "a": tb.data.item(), "b": ta.data.item(), "c": 1.0}, ax,
            "the diamond: x's gradient is the sum of two paths")
@@ -293,7 +293,7 @@ for idx in np.ndindex(*x_np.shape):
     numeric[idx] = (fn(Tensor(xp_)).item() - fn(Tensor(xm_)).item()) / (2 * eps)
 print(f"log_softmax: relative error between backward() and finite differences: {rel_error(xt.grad, numeric):.1e}")
 
-fig, ax = plt.subplots(figsize=(3.6, 3.4))
+fig, ax = plt.subplots(figsize=(9.5, 5.5))
 ax.plot(numeric.ravel(), to_numpy(xt.grad).ravel(), "o", ms=4)
 lim = np.abs(numeric).max() * 1.1
 ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.6)
@@ -324,7 +324,7 @@ for dtype in (np.float64, np.float32):
         errs.append(rel_error(xt.grad, np.nan_to_num(num, nan=1e9)))
     errors[np.dtype(dtype).name] = errs
 
-fig, ax = plt.subplots(figsize=(5, 3.2))
+fig, ax = plt.subplots(figsize=(9.5, 6.1))
 for name, errs in errors.items():
     ax.loglog(epss, errs, "o-", ms=3, label=name)
     print(f"{name}: best relative error {min(errs):.1e} at eps = {epss[int(np.argmin(errs))]:.0e}")
@@ -385,6 +385,26 @@ try:
     gradcheck(lambda a: BadSigmoid.apply(a), [T(5)])
 except GradcheckError as err:
     print("GradcheckError:", err)
+
+# %% [markdown]
+# ## Exercise: a gradient by hand (classroom assignment `autograd_ops`)
+#
+# For f(x) = log(x) / x, what is df/dx at x = 2? Derive it on paper (quotient rule, or the chain rule through
+# `Div` and `Log`, two of the Functions whose backward the assignment asks for), replace `None` by your
+# number, and run the check: it compares with `backward()`.
+
+# %%
+my_gradient = None   # df/dx at x = 2, a float
+
+# %%
+tx2 = Tensor(np.array(2.0), requires_grad=True)
+(tx2.log() / tx2).backward()
+if my_gradient is None:
+    print("not answered yet: set my_gradient in the cell above")
+elif np.isclose(my_gradient, tx2.grad.item(), rtol=1e-4):
+    print(f"right: df/dx(2) = {tx2.grad.item():.6f}")
+else:
+    print("wrong: d(u/v) = (u' v - u v') / v², with u = log x and v = x")
 
 # %% [markdown]
 # ## Summary

@@ -209,7 +209,7 @@ print(f"{hit.sum()} taps spanning {span}x{span} pixels (d(k-1)+1 = {d * (k - 1) 
       f"a dense {span}x{span} kernel would need {span * span} weights per channel pair, "
       f"{span * span / hit.sum():.0f}x more")
 
-fig, ax = plt.subplots(figsize=(4.6, 4.6))
+fig, ax = plt.subplots(figsize=(8.5, 8.5))
 ax.imshow(np.zeros((side, side)), cmap="Greys", vmin=0, vmax=1)
 ax.add_patch(Rectangle((cc.min() - 0.5, rr.min() - 0.5), span, span, fc="C1", alpha=0.25, ec="C1", lw=2))
 ax.plot(cc, rr, "s", color="C0", ms=10)
@@ -235,7 +235,7 @@ print(f"VGG16 at 224x224: fc6 sees the whole {vgg_pool5}x{vgg_pool5} pool5 map (
 
 # %%
 x5 = np.arange(25, dtype=np.float64).reshape(1, 1, 5, 5)
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
+fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.5))
 for ax, ceil in zip(axes, [False, True]):
     y = to_numpy(F.max_pool2d(x5, 2, ceil_mode=ceil).data)
     assert np.array_equal(y, max_pool2d_reference(x5, 2, ceil_mode=ceil))
@@ -272,11 +272,13 @@ for name in ["pool1", "pool2", "pool3", "pool4"]:
 print(f"VGGBase.feature_sizes(300) = {VGGBase.feature_sizes(300)} (conv4_3, fc7)")
 
 # %% [markdown]
-# **pool5** in VGG16 is 2x2/s2 (19 → 10 here). SSD makes it **3x3, stride 1, padding 1**: it still takes
-# local maxima but keeps the 19x19 resolution, so fc6/fc7 (a detection map of stride 16) stay fine enough
-# for mid-sized objects. A map with three bright spots through both versions:
+# **pool5** in VGG16 is 2x2 with stride 2, which halves the map (rounding down). SSD makes it **3x3, stride 1,
+# padding 1**: it still takes local maxima but keeps conv5_3's resolution, so fc6/fc7 (a detection map of
+# stride 16) stay fine enough for mid-sized objects. A map with three bright spots through both versions:
 
 # %%
+from IPython.display import Markdown, display
+
 m = np.random.default_rng(0).uniform(0, 0.3, (1, 1, 19, 19)).astype(np.float32)   # weak background
 m[0, 0, 4, 4], m[0, 0, 4, 6], m[0, 0, 13, 10] = 1.0, 0.7, 0.9      # two close spots and one apart
 pool5 = base.pool5
@@ -286,14 +288,19 @@ outputs = {
     f"SSD pool5 {pool5.kernel_size[0]}x{pool5.kernel_size[1]}/s{pool5.stride[0]}/p{pool5.padding[0]}":
         to_numpy(pool5(Tensor(m)).data),
 }
-fig, axes = plt.subplots(1, 3, figsize=(10, 3.5))
+fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
 for ax, (title, a) in zip(axes, outputs.items()):
-    ax.imshow(a[0, 0], cmap="magma", vmin=0, vmax=1)
+    im = ax.imshow(a[0, 0], cmap="magma", vmin=0, vmax=1)
     ax.set_title(f"{title}: {a.shape[2]}x{a.shape[3]}", fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
-fig.tight_layout()
+fig.colorbar(im, ax=list(axes), fraction=0.02, label="value (max of the window)")
 plt.show()
+sides_out = {title: a.shape[2] for title, a in outputs.items()}
+vgg_side, ssd_side = list(sides_out.values())[1:]
+display(Markdown(f"On this {m.shape[2]}x{m.shape[3]} map, VGG16's pool5 gives **{vgg_side}x{vgg_side}** "
+                 f"(⌊({m.shape[2]} − 2)/2⌋ + 1; the last row and column are dropped) and SSD's keeps "
+                 f"**{ssd_side}x{ssd_side}**."))
 
 # %% [markdown]
 # ## 5. Gradients
@@ -303,7 +310,7 @@ plt.show()
 # windows a local maximum wins up to 9 windows and collects all their gradients:
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
+fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.6))
 for ax, (title, kw_) in zip(axes, [("2x2/s2", dict(kernel_size=2)),
                                    ("3x3/s1/p1", dict(kernel_size=3, stride=1, padding=1))]):
     xt = Tensor(m.astype(np.float64), requires_grad=True)
@@ -353,6 +360,28 @@ for name, (fn, inputs) in cases.items():
     t0 = time.perf_counter()
     ok = gradcheck(fn, inputs)
     print(f"{name:40s} {ok}   ({time.perf_counter() - t0:.2f} s)")
+
+# %% [markdown]
+# ## Exercise: the size of the column matrix (classroom assignment `conv2d`)
+#
+# For an input of shape (2, 3, 9, 9) and a 3x3 convolution with stride 2 and padding 1, how many rows K and
+# columns L per image does im2col's column matrix have? Replace `None` by (K, L); the check uses
+# `F.conv2d_output_shape` and the shape of the buffer `im2col` fills.
+
+# %%
+my_K_L = None   # (K, L)
+
+# %%
+ho9, wo9 = F.conv2d_output_shape((9, 9), (3, 3), stride=2, padding=1)
+cols9 = np.empty((2, 3, 3, 3, ho9, wo9))                      # (N, C, kh, kw, Ho, Wo)
+im2col(np.zeros((2, 3, 9, 9)), cols9, (3, 3), (2, 2), (1, 1), (1, 1))
+truth_KL = (int(np.prod(cols9.shape[1:4])), int(np.prod(cols9.shape[4:])))
+if my_K_L is None:
+    print("not answered yet: set my_K_L in the cell above")
+elif tuple(my_K_L) == truth_KL:
+    print(f"right: K = {truth_KL[0]} (C·kh·kw), L = {truth_KL[1]} (Ho·Wo)")
+else:
+    print("wrong: K counts the weights of one filter, L the output positions")
 
 # %% [markdown]
 # ## Summary

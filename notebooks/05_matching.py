@@ -77,6 +77,50 @@ print(f"image {index}: {len(boxes)} objects, sizes √(w·h) = {np.round(side).a
       f"best IoU {np.round(best, 2)}")
 
 # %% [markdown]
+# ## 0. A case small enough to check by hand: 5 default boxes, 2 objects
+#
+# Before the real detector, five default boxes d0..d4 and two objects g0, g1 on a unit image (corners
+# (xmin, ymin, xmax, ymax)). `iou` gives the table; `match_priors` the assignment (−1 = background).
+# Every number can be checked on paper: IoU = intersection area / (area a + area b − intersection).
+
+# %%
+from IPython.display import Markdown
+
+toy_defaults = np.array([[0.00, 0.00, 0.40, 0.40], [0.10, 0.10, 0.50, 0.50], [0.45, 0.45, 0.85, 0.85],
+                         [0.60, 0.50, 1.00, 0.90], [0.30, 0.60, 0.50, 0.80]], np.float32)   # (5, 4) corners
+toy_objects = np.array([[0.08, 0.08, 0.46, 0.46], [0.64, 0.55, 0.90, 0.80]], np.float32)      # (2, 4) corners
+toy_iou = to_numpy(iou(toy_objects, toy_defaults))                                            # (2, 5)
+toy_match, _ = match_priors(toy_objects, corners_to_center(toy_defaults))
+toy_bipartite, _ = match_priors(toy_objects, corners_to_center(toy_defaults), iou_threshold=1.0)
+print("IoU      " + " ".join(f"{f'd{j}':>6s}" for j in range(5)))
+for g, row in enumerate(toy_iou):
+    print(f"g{g}       " + " ".join(f"{v:6.3f}" for v in row))
+print("step 1   " + " ".join(f"{v:6d}" for v in to_numpy(toy_bipartite)))
+print("match    " + " ".join(f"{v:6d}" for v in to_numpy(toy_match)))
+toy_match = to_numpy(toy_match)
+fig, ax = plt.subplots(figsize=(11, 6.5))
+for j, d in enumerate(toy_defaults):
+    colour = ["C0", "C1", "grey"][toy_match[j]]
+    ax.add_patch(plt.Rectangle(d[:2], *(d[2:] - d[:2]), fc="none", ec=colour, lw=1.5, ls="--"))
+    ax.text(d[0] + 0.01, d[1] + 0.04, f"d{j}", color=colour, fontsize=10)
+for g, b in enumerate(toy_objects):
+    ax.add_patch(plt.Rectangle(b[:2], *(b[2:] - b[:2]), fc=f"C{g}", alpha=0.25, ec=f"C{g}", lw=2))
+    ax.text(b[0] + 0.01, b[3] - 0.02, f"g{g}", color=f"C{g}", fontsize=11, weight="bold")
+ax.set_xlim(-0.02, 1.5)
+ax.set_ylim(1.02, -0.02)
+ax.set_aspect("equal")
+ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, fc="none", ec=c, ls="--") for c in ("C0", "C1", "grey")],
+          labels=["matched to g0", "matched to g1", "background"], loc="center right", fontsize=9)
+ax.set_title("5 default boxes (dashed, coloured by their match) and 2 objects (filled)")
+plt.show()
+best_g1 = int(toy_iou[1].argmax())
+display(Markdown(
+    f"g0's best box is d{int(toy_iou[0].argmax())} (IoU {toy_iou[0].max():.3f}, step 1) and "
+    f"{', '.join(f'd{j}' for j in np.nonzero(toy_iou[0] >= 0.5)[0])} pass 0.5 (step 2). g1's best IoU is only "
+    f"{toy_iou[1].max():.3f} (d{best_g1}): without the bipartite step g1 would have no positive at all. "
+    f"Result: {int((toy_match >= 0).sum())} positives, {int((toy_match < 0).sum())} background."))
+
+# %% [markdown]
 # ## 1. IoU with every default box, map by map
 #
 # `viz.iou_heatmap(box, cfg, k)` gives, for each location of map k, the best IoU among that location's
@@ -84,7 +128,7 @@ print(f"image {index}: {len(boxes)} objects, sizes √(w·h) = {np.round(side).a
 # the small maps.
 
 # %%
-fig, axes = plt.subplots(2, len(names) + 1, figsize=(14, 5.6))
+fig, axes = plt.subplots(2, len(names) + 1, figsize=(15, 6))
 for row, (obj, what) in enumerate([(small, "small"), (large, "large")]):
     ax = axes[row, 0]
     show_image(ax, image, f"{what} object: {ds.class_names[labels[obj]]}")
@@ -98,9 +142,9 @@ for row, (obj, what) in enumerate([(small, "small"), (large, "large")]):
         ax.set_title(f"{name} {f}x{f}: max {heat.max():.2f}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-fig.suptitle("best IoU per location with one ground-truth box (0 dark, 1 yellow)", fontsize=10)
-fig.tight_layout()
-plt.show()
+fig.suptitle("best IoU per location with one ground-truth box", fontsize=10)
+fig.colorbar(plt.cm.ScalarMappable(cmap="viridis"), ax=axes, fraction=0.02, label="best IoU at the location")
+show_jpeg(fig)
 
 # %% [markdown]
 # ## 2. The bipartite step and the threshold step
@@ -128,24 +172,48 @@ def draw_matches(ax, gt_index, title):
     show_image(ax, image, title)
     for k, sl in enumerate(slices):
         idx = np.nonzero(gt_index[sl] >= 0)[0] + sl.start
-        draw_boxes(ax, corners[idx], color=MAP_COLOURS[k], linewidth=0.8, show_text=False)
+        draw_boxes(ax, corners[idx], color=MAP_COLOURS[k], linewidth=1.2, show_text=False)
     draw_boxes(ax, boxes, color="white", linewidth=1.5, linestyle="--", show_text=False)
 
 
-fig, axes = plt.subplots(1, 3, figsize=(12, 4.3), dpi=60)
-draw_matches(axes[0], step1, f"step 1, bipartite: {(step1 >= 0).sum()} positives")
-draw_matches(axes[1], step2, f"step 2, IoU >= 0.5: {(step2 >= 0).sum()} positives")
-plot_matching(image, boxes, labels, cfg, class_names=ds.class_names, ax=axes[2])
-fig.tight_layout()
-plt.show()
+counts = np.array([[(m_ == g).sum() for m_ in (step1, step2, both)] for g in range(len(boxes))])  # (G, 3)
+differ = np.nonzero((counts != counts[:, :1]).any(axis=1))[0]           # objects whose positives differ
+S = cfg.input_size
+fig, axes = plt.subplots(2, 3, figsize=(13, 9))
+for row in range(2):
+    draw_matches(axes[row, 0], step1, f"step 1, bipartite: {(step1 >= 0).sum()} positives")
+    draw_matches(axes[row, 1], step2, f"step 2, IoU >= 0.5: {(step2 >= 0).sum()} positives")
+    plot_matching(image, boxes, labels, cfg, class_names=ds.class_names, ax=axes[row, 2])
+if len(differ):
+    region = boxes[differ]
+    lo, hi = region[:, :2].min(0) * S, region[:, 2:].max(0) * S
+    half = max(hi - lo) / 2 + 12                                       # px; a square window with a margin
+    mid = (lo + hi) / 2
+    for ax in axes[1]:
+        ax.set_xlim(mid[0] - half, mid[0] + half)
+        ax.set_ylim(mid[1] + half, mid[1] - half)
+        ax.set_title(ax.get_title().split("\n")[0] + "\n(zoom on the objects whose positives differ)", fontsize=9)
+else:
+    for ax in axes[1]:
+        ax.set_visible(False)
+handles = [plt.Line2D([], [], color=MAP_COLOURS[k], lw=2, label=f"{n} {cfg.feature_maps[k]}x{cfg.feature_maps[k]}")
+           for k, n in enumerate(names)]
+fig.legend(handles=handles, loc="lower center", ncol=len(names), fontsize=9, title="positives, by feature map")
+fig.tight_layout(rect=(0, 0.06, 1, 1))
+show_jpeg(fig)
+
+n_pos = counts[:, 2]
+one = int((n_pos == 1).sum())
+most = int(n_pos.argmax())
+display(Markdown(
+    f"Step 1 alone gives each object exactly one positive. Step 2 alone gives {counts[:, 1].sum()} positives, but "
+    f"{int((counts[:, 1] == 0).sum())} of the {len(boxes)} objects (best IoU below 0.5 in the table) get none "
+    f"there and would never be trained on. Together (right, `viz.plot_matching`, colours by feature map): "
+    f"every object has at least {n_pos.min()} positive; {one} of {len(boxes)} have exactly one, and the "
+    f"{ds.class_names[labels[most]]} of {side[most]:.0f} px has the most, {n_pos[most]}. On this image, most "
+    f"objects are learned from {'a single default box' if one > len(boxes) / 2 else 'several default boxes'}."))
 
 # %% [markdown]
-# Step 1 alone gives each object exactly one positive, too few to learn from. Step 2 alone gives more, but
-# an object without any IoU ≥ 0.5 box (best IoU below 0.5 in the table) gets none there and would never be
-# trained on.
-# Together (right, `viz.plot_matching`, colours by feature map): every object has positives, most of them
-# several.
-#
 # ## 3. Which feature map each object ends up on
 #
 # Over many images, count each object's positives per map, by object size.
@@ -175,7 +243,7 @@ for b_, (lo, hi) in enumerate(zip(edges, edges[1:])):
     print(f"{bins[b_]:>8s} {sel.sum():8d} " + " ".join(f"{v:9d}" for v in tot) +
           f" {per_map[sel].sum(1).mean():9.1f}")
 
-fig, ax = plt.subplots(figsize=(7, 3.4))
+fig, ax = plt.subplots(figsize=(9, 3.8))
 bottom = np.zeros(len(bins))
 for k, name in enumerate(names):
     ax.bar(bins, share[:, k], bottom=bottom, color=MAP_COLOURS[k],
@@ -219,9 +287,6 @@ d, g = priors[p], corners_to_center(boxes[gi[p]])
 print(f"default box {p} ({names[next(k for k, sl in enumerate(slices) if sl.start <= p < sl.stop)]}): "
       f"d = {np.round(d, 4)} (cx, cy, w, h)")
 print(f"its object: g = {np.round(g, 4)}, class {ds.class_names[conf_t[p]]}")
-hand = [(g[0] - d[0]) / (0.1 * d[2]), (g[1] - d[1]) / (0.1 * d[3]),
-        np.log(g[2] / d[2]) / 0.2, np.log(g[3] / d[3]) / 0.2]
-print(f"by hand:  l = {np.round(hand, 4)}")
 print(f"match():  l = {np.round(loc_t[p], 4)}")
 
 back = decode(loc_t[pos], priors[pos])                             # corners again
@@ -231,11 +296,48 @@ print(f"decode of zero offsets is the default box itself: "
       f"{np.allclose(decode(np.zeros((1, 4), np.float32), priors[p:p + 1]), corners[p:p + 1])}")
 
 # %% [markdown]
+# ### Exercise: encode one box by hand (classroom assignment `box_coding`)
+#
+# With d and g printed above and the formulas of this section (variances 0.1 and 0.2), compute the four
+# offsets (l_cx, l_cy, l_w, l_h) yourself, on paper or with NumPy, and compare with `match()`. Replace `None`.
+
+# %%
+my_offsets = None   # your (l_cx, l_cy, l_w, l_h) for default box p and its object
+
+# %%
+if my_offsets is None:
+    print("not answered yet: set my_offsets in the cell above")
+elif np.allclose(my_offsets, loc_t[p], atol=1e-3):
+    print("right: these are the offsets match() stores for this default box")
+else:
+    print("wrong: centre offsets are divided by 0.1 times the default box's size; sizes use log(g / d) / 0.2")
+
+# %% [markdown]
+# ### Exercise: match the five boxes of section 0 by hand (classroom assignment `matching`)
+#
+# Change one object of section 0: g1 becomes (0.55, 0.5, 0.95, 0.9). Without running `match_priors`, write the
+# object index (or −1) each of d0..d4 gets; the check runs the library on the changed boxes.
+
+# %%
+my_toy_match = None   # e.g. [0, 0, -1, 1, -1]
+
+# %%
+changed = toy_objects.copy()
+changed[1] = [0.55, 0.5, 0.95, 0.9]
+truth, _ = match_priors(changed, corners_to_center(toy_defaults))
+if my_toy_match is None:
+    print("not answered yet: set my_toy_match in the cell above")
+elif list(my_toy_match) == to_numpy(truth).tolist():
+    print("right: that is the bipartite step followed by the 0.5 threshold")
+else:
+    print("wrong: first give each object its best box, then add every box with IoU >= 0.5")
+
+# %% [markdown]
 # Why the variances: they scale the offsets of matched boxes to about unit size, the range where the
 # smooth L1 loss (notebook 06) is quadratic. The offsets of all positives of section 3:
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(12, 2.8), sharey=True)
+fig, axes = plt.subplots(1, 4, figsize=(12, 3), sharey=True)
 for j, (ax, label) in enumerate(zip(axes, ["l_cx", "l_cy", "l_w", "l_h"])):
     ax.hist(targets[:, j], bins=40, color="C0")
     ax.set_title(f"{label}: std {targets[:, j].std():.2f}", fontsize=10)

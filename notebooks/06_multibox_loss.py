@@ -120,7 +120,7 @@ print("p - onehot:    ", np.round(p - np.eye(len(p))[2], 3))
 margins = np.linspace(-6, 6, 121)    # target logit minus every other logit (all others equal)
 C = len(classes)
 ce = [F.cross_entropy(Tensor(np.array([[m_] + [0.0] * (C - 1)])), np.array([0])).item() for m_ in margins]
-fig, ax = plt.subplots(figsize=(5, 3))
+fig, ax = plt.subplots(figsize=(10, 4))
 ax.plot(margins, ce)
 ax.axhline(np.log(C), color="grey", ls=":", lw=1)
 ax.text(-6, np.log(C) + 0.1, f"log C = {np.log(C):.2f} (all equal)", fontsize=8)
@@ -171,13 +171,18 @@ bg_loss = -to_numpy(conf.log_softmax(axis=-1).data)[0, :, 0]      # -log p(backg
 P = len(priors)
 print(f"{P} default boxes: {positives.sum()} positives, {negatives.sum()} mined negatives "
       f"(3 x {positives.sum()}), {P - positives.sum() - negatives.sum()} ignored")
-print(f"{'map':9s} {'negatives':>9s} {'mined':>6s} {'mean -log p(bg)':>16s}")
+print(f"{'map':9s} {'negatives':>9s} {'mined':>6s} {'mean -log p(bg)':>16s} {'of the mined':>13s}")
+mined_per_map, mean_bg_per_map = [], []
 for n, sl in zip(names, slices):
     neg_k = ~positives[sl]
-    print(f"{n:9s} {neg_k.sum():9d} {negatives[sl].sum():6d} {bg_loss[sl][neg_k].mean():16.2f}")
+    mined_k = negatives[sl]
+    mined_per_map.append(int(mined_k.sum()))
+    mean_bg_per_map.append(float(bg_loss[sl][neg_k].mean()))
+    mined_mean = f"{bg_loss[sl][mined_k].mean():13.2f}" if mined_k.any() else f"{'-':>13s}"
+    print(f"{n:9s} {neg_k.sum():9d} {mined_k.sum():6d} {mean_bg_per_map[-1]:16.2f} {mined_mean}")
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(13, 4.3), gridspec_kw={"width_ratios": [1, 1, 1.3]})
+fig, axes = plt.subplots(1, 3, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1, 1, 1.3]})
 show_image(axes[0], image, f"{positives.sum()} positives (colour: feature map)")
 show_image(axes[1], image, f"{negatives.sum()} mined negatives (colour: feature map)")
 for k, sl in enumerate(slices):
@@ -201,13 +206,27 @@ ax.set_xlabel("rank")
 ax.set_ylabel("−log p(background)")
 ax.set_title("why these: the highest background loss", fontsize=10)
 ax.legend(fontsize=8)
+handles = [plt.Line2D([], [], color=MAP_COLOURS[k], lw=2, label=f"{n} {cfg.feature_maps[k]}x{cfg.feature_maps[k]}")
+           for k, n in enumerate(names)]
+axes[1].legend(handles=handles, fontsize=8, loc="lower right", title="feature map", title_fontsize=8)
 fig.tight_layout()
-plt.show()
+show_jpeg(fig)
+
+# %%
+from IPython.display import Markdown
+
+threshold_loss = np.sort(bg_loss[~positives])[::-1][n_mined - 1]      # the last mined negative's loss
+hardest_map = int(np.argmax(mean_bg_per_map))
+display(Markdown(
+    "The mined negatives are the boxes where the network is most wrong about \"background\": every one has "
+    f"−log p(background) ≥ {threshold_loss:.2f}. Here (untrained) they come from "
+    + ", ".join(f"{n} ({c})" for n, c in zip(names, mined_per_map) if c)
+    + f". The map whose negatives have the highest mean background loss is {names[hardest_map]} "
+    f"({mean_bg_per_map[hardest_map]:.2f}); mining ranks single boxes, so any map with a few very wrong boxes "
+    "contributes."))
 
 # %% [markdown]
-# The mined negatives are the boxes where the network is most wrong about "background" (here, untrained,
-# the map with the largest scores, as the table shows). Without mining, every negative would enter the
-# confidence loss:
+# Without mining, every negative would enter the confidence loss:
 
 # %%
 neg_all = bg_loss[~positives].sum()
@@ -219,6 +238,28 @@ print(f"negatives per positive: with mining {negatives.sum() / positives.sum():.
       f"without {(~positives).sum() / positives.sum():.0f}")
 print(f"negatives' share of the confidence loss: with mining {neg_mined / (neg_mined + pos_part):.0%}, "
       f"without {neg_all / (neg_all + pos_part):.1%}")
+
+# %% [markdown]
+# ### Exercise: mining with another ratio (classroom assignment `multibox_loss`)
+#
+# With `neg_pos_ratio=5` instead of 3, how many negatives does the image of this section get, and what is
+# the smallest −log p(background) among them? Reason from the sorted curve above (`neg_sorted`,
+# `positives.sum()`), then check: the cell below runs `MultiBoxLoss(neg_pos_ratio=5)`.
+
+# %%
+my_mined, my_threshold = None, None   # your number of mined negatives and the smallest mined loss
+
+# %%
+loc_t1, conf_t1 = match_batch([boxes], [labels], model.default_boxes)
+ratio5 = MultiBoxLoss(neg_pos_ratio=5)
+ratio5(loc, conf, loc_t1, conf_t1)
+mined5 = to_numpy(ratio5.last_negatives)[0]
+if my_mined is None or my_threshold is None:
+    print("not answered yet: set my_mined and my_threshold in the cell above")
+elif my_mined == mined5.sum() and np.isclose(my_threshold, bg_loss[mined5].min(), atol=1e-2):
+    print(f"right: {mined5.sum()} negatives, the last with -log p(bg) = {bg_loss[mined5].min():.2f}")
+else:
+    print("wrong: ratio x positives, taken from the top of the sorted negatives")
 
 # %% [markdown]
 # ## 4. The loss on a batch
@@ -241,7 +282,8 @@ has_loc_grad = np.abs(to_numpy(loc_leaf.grad)).sum(-1) > 0
 has_conf_grad = np.abs(to_numpy(conf_leaf.grad)).sum(-1) > 0
 for n in range(batch):
     print(f"image {n}: {len(items[n][1])} objects, {pos[n].sum():3d} positives, {neg[n].sum():3d} negatives; "
-          f"boxes with a loc gradient {has_loc_grad[n].sum():3d}, with a conf gradient {has_conf_grad[n].sum():3d}")
+          f"boxes with a loc gradient {has_loc_grad[n].sum():3d}, "
+          f"with a conf gradient {has_conf_grad[n].sum():3d}")
 print("loc gradient exactly on the positives:", np.array_equal(has_loc_grad, pos),
       "| conf gradient exactly on positives + mined negatives:", np.array_equal(has_conf_grad, pos | neg))
 
@@ -263,14 +305,20 @@ n_pos = int(to_numpy(criterion.last_positives).sum())
 print(f"batch of {batch}: {n_pos} positives, {int(to_numpy(criterion.last_negatives).sum())} mined negatives")
 print(f"loss_loc = {loss_loc.item():.3f}, loss_conf = {loss_conf.item():.3f}, L = {loss.item():.3f}")
 n_sel = n_pos + int(to_numpy(criterion.last_negatives).sum())
-print(f"untrained: cross-entropy per selected box {loss_conf.item() * n_pos / n_sel:.2f}, "
-      f"vs log C = {np.log(cfg.num_classes):.2f} for uniform scores")
+ce_per_box, log_c = loss_conf.item() * n_pos / n_sel, np.log(cfg.num_classes)
+print(f"untrained: cross-entropy per selected box {ce_per_box:.2f}, "
+      f"vs log C = {log_c:.2f} for uniform scores")
 print(f"forward {t1 - t0:.1f} s, backward {t2 - t1:.1f} s")
 grads = {name: float(np.linalg.norm(to_numpy(p_.grad))) for name, p_ in model.named_parameters()
          if p_.grad is not None}
 print(f"{len(grads)} of {len(list(model.parameters()))} parameter tensors got a gradient; the largest norms:")
 for name in sorted(grads, key=grads.get, reverse=True)[:5]:
     print(f"  {name:28s} {grads[name]:.3f}")
+display(Markdown(
+    f"The untrained network's cross-entropy per selected box, {ce_per_box:.2f}, is "
+    + (f"{ce_per_box / log_c:.1f} times log C = {log_c:.2f}, the value of uniform scores: its random scores are "
+       "confidently wrong on the selected boxes (mining picked the worst negatives)." if ce_per_box > 1.2 * log_c
+       else f"close to log C = {log_c:.2f}, the value of uniform scores: its random scores are nearly uniform.")))
 
 # %% [markdown]
 # ## Summary

@@ -69,13 +69,13 @@ from minissd.viz import draw_boxes, plot_history, show_detections, show_image
 
 names = ShapesDataset.class_names
 train_set = ShapesDataset(2000, scene="mixed", seed=0)
-test_set = ShapesDataset(20 if FAST else 100, scene="mixed", seed=EVAL_SEED)
+test_set = ShapesDataset(20 if FAST else 200, scene="mixed", seed=EVAL_SEED)   # the set of `minissd evaluate`
 print(f"classes: {names} (num_classes = {ShapesDataset.num_classes})")
 print(f"train: {len(train_set)} images, seed 0; held-out test: {len(test_set)} images, seed {EVAL_SEED}")
 
 augment, unnormalize = train_transform(160), Normalize()
 rng = np.random.default_rng(0)
-fig, axes = plt.subplots(2, 3, figsize=(8, 5.6), dpi=60)      # 60 dpi: about the images' own 160 px
+fig, axes = plt.subplots(2, 3, figsize=(10, 7))
 for col in range(3):
     image, boxes, labels = train_set[col]
     show_image(axes[0, col], image, f"train[{col}]: {len(boxes)} objects")
@@ -84,15 +84,15 @@ for col in range(3):
     show_image(axes[1, col], unnormalize.inverse(x), f"augmented: {len(b)} objects")
     draw_boxes(axes[1, col], b, l, class_names=names)
 fig.tight_layout()
-plt.show()
+show_jpeg(fig)
 
 # %% [markdown]
 # ## 2. Before training
 #
-# A freshly initialised `ssd_mini` knows nothing, but it is not uniformly unsure: the table gives, per
+# A freshly initialised `ssd_mini` knows nothing, but it need not be uniformly unsure: the table gives, per
 # source map, the mean over default boxes of the highest class probability (uniform scores would give
-# 1/C). On most maps it is near uniform; on conv4_3, whose L2Norm scales every pixel's feature vector to
-# length 20 (03), the untrained heads produce large logits and confident, arbitrary classes. Below, the
+# 1/C). conv4_3's features pass through L2Norm (notebook 03), which sets the length of every location's
+# feature vector to the initial scale `cfg.l2norm_scale`; the other maps have no such rescaling. Below, the
 # five highest-scoring detections on three test images (solid; ground truth dashed white).
 
 # %%
@@ -105,6 +105,9 @@ print(f"ssd_mini: {sum(p.data.size for p in model.parameters()):,d} parameters, 
       f"{len(model.default_boxes)} default boxes, {model.num_classes} classes")
 shown = [test_set[i] for i in range(3)]
 
+from IPython.display import Markdown
+
+from minissd.config import SSDConfig
 from minissd.data import eval_transform
 from minissd.detection import softmax
 from minissd.priors import map_slices
@@ -113,24 +116,31 @@ cfg = model.config
 x = np.stack([eval_transform(cfg.input_size)(*item)[0] for item in shown])      # (3, 3, 160, 160)
 model.eval()
 with minissd.no_grad():
-    _, conf = model(x)                                                          # (4, P, C) logits
+    _, conf = model(x)                                                          # (3, P, C) logits
 prob = to_numpy(softmax(conf.data))
 print(f"mean highest class probability per map, 3 test images "
       f"(uniform: 1/{cfg.num_classes} = {1 / cfg.num_classes:.3f}):")
-for name, sl in zip(cfg.source_names, map_slices(cfg)):
-    print(f"  {name:9s} {prob[:, sl].max(axis=-1).mean():.3f}  (background {prob[:, sl, 0].mean():.3f})")
+top_prob = [float(prob[:, sl].max(axis=-1).mean()) for sl in map_slices(cfg)]
+for name, sl, tp in zip(cfg.source_names, map_slices(cfg), top_prob):
+    print(f"  {name:9s} {tp:.3f}  (background {prob[:, sl, 0].mean():.3f})")
+most = int(np.argmax(top_prob))
+display(Markdown(
+    f"The most confident map is {cfg.source_names[most]} (mean highest probability {top_prob[most]:.3f}, "
+    f"{top_prob[most] * cfg.num_classes:.1f} times uniform); the least is "
+    f"{cfg.source_names[int(np.argmin(top_prob))]} ({min(top_prob):.3f}). L2Norm's initial scale here is "
+    f"{cfg.l2norm_scale:g}, the paper's SSD300 uses {SSDConfig.ssd300().l2norm_scale:g}."))
 
 
 def show_top(model, title, top=5):
     dets = predict(model, [im for im, _, _ in shown], conf_threshold=0.01)
-    fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.2), dpi=60)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4))
     for ax, (im, gt, _), det in zip(axes, shown, dets):
         b, l, s = (to_numpy(a)[:top] for a in det)
         show_detections(im, b, l, s, names, gt_boxes=gt, ax=ax,
                         title=f"best score {s.max() if len(s) else 0:.2f}")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    plt.show()
+    show_jpeg(fig)
 
 
 show_top(model, "untrained: the 5 best detections per image")
@@ -207,7 +217,8 @@ if os.path.isfile(path):
     trained = f", {meta['train_seconds'] / 60:.0f} min of training" if "train_seconds" in meta else ""
     print(f"loaded {os.path.relpath(path, minissd.__path__[0])}: step {meta.get('step')}{trained}")
     result = evaluate_model(shipped, test_set)
-    print(f"mAP@0.5 on {len(test_set)} held-out test images: {result['map']:.3f} "
+    which = "all 200 that `minissd evaluate` scores" if len(test_set) == 200 else "the first of those it scores"
+    print(f"mAP@0.5 on {len(test_set)} held-out mixed scenes (seed {EVAL_SEED}; {which}): {result['map']:.3f} "
           f"(this notebook's short run: {history.evals[-1]['map']:.3f})")
     for c, ap in result["ap"].items():
         print(f"  {names[c]:9s} AP {ap:.3f}  ({result['num_positives'][c]} objects)")
@@ -224,16 +235,46 @@ else:
 if shipped is not None:
     images = [test_set[i] for i in range(3, 9)]
     dets = predict(shipped, [im for im, _, _ in images], conf_threshold=0.4)
-    fig, axes = plt.subplots(2, 3, figsize=(8.4, 6), dpi=60)
+    fig, axes = plt.subplots(2, 3, figsize=(11, 8))
     for ax, (im, gt, _gl), det in zip(axes.ravel(), images, dets):
         b, l, s = (to_numpy(a) for a in det)
         show_detections(im, b, l, s, names, gt_boxes=gt, ax=ax,
                         title=f"{len(b)} detections, {len(gt)} objects")
     fig.suptitle("shipped weights: detections with score >= 0.4 (ground truth dashed white)", fontsize=10)
     fig.tight_layout()
-    plt.show()
+    show_jpeg(fig)
 else:
     print("(no shipped weights: see the short run's detections above)")
+
+# %% [markdown]
+# ## Exercise: which term of the loss dominates? (classroom assignment `multibox_loss`)
+#
+# The training loss is loss_loc + loss_conf (notebook 06). For the trained detector (the shipped weights if
+# present, else this notebook's model) on a batch of 8 test images, which of the two is larger? Set
+# `my_answer` to "loc" or "conf"; the check computes both with `MultiBoxLoss`.
+
+# %%
+my_answer = None   # "loc" or "conf"
+
+# %%
+from minissd.loss import MultiBoxLoss
+from minissd.matching import match_batch
+
+trained = shipped if shipped is not None else model
+batch_items = [test_set[i] for i in range(8)]
+xb = np.stack([eval_transform(cfg.input_size)(*item)[0] for item in batch_items])
+loc_t, conf_t = match_batch([b for _, b, _ in batch_items], [l for _, _, l in batch_items], trained.default_boxes)
+trained.eval()
+with minissd.no_grad():
+    loc_b, conf_b = trained(xb)
+    terms = MultiBoxLoss()(loc_b, conf_b, loc_t, conf_t)
+larger = "loc" if terms[0].item() > terms[1].item() else "conf"
+if my_answer is None:
+    print("not answered yet: set my_answer in the cell above")
+elif my_answer == larger:
+    print(f"right: loss_loc {terms[0].item():.3f}, loss_conf {terms[1].item():.3f}")
+else:
+    print("wrong: compute both terms, or think about how many boxes each term is summed over")
 
 # %% [markdown]
 # ## Summary
