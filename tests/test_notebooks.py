@@ -203,3 +203,12 @@ def test_stored_notebooks_were_executed_against_the_current_library():
         + "\n".join(f"  {name}: {reason}" for name, reason in stale.items())
         + f"\nre-execute them (full setting, minutes each) with: {freshness.COMMAND} {names}"
     )
+
+
+@pytest.mark.parametrize("stored", STORED, ids=lambda p: p.stem)
+def test_stored_notebook_stays_under_2_mb(stored: Path):
+    size = stored.stat().st_size
+    assert size < 2_000_000, (
+        f"{stored.name} is {size / 1e6:.2f} MB; keep a stored notebook under 2 MB (show photo-like figures "
+        "with the notebook's show_jpeg, lower a figure's size)"
+    )
