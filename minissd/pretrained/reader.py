@@ -203,7 +203,8 @@ def _materialise(obj: Any, where: str) -> np.ndarray:
                                     f"({flat.shape[0]} elements)")
     view = np.lib.stride_tricks.as_strided(flat[obj.offset:], shape=obj.size,
                                            strides=tuple(s * flat.itemsize for s in obj.stride), writeable=False)
-    return np.ascontiguousarray(view).astype(flat.dtype.newbyteorder("="), copy=True)
+    # np.array, not ascontiguousarray: the latter turns a 0-d tensor into shape (1,)
+    return np.array(view, dtype=flat.dtype.newbyteorder("="), order="C", copy=True)
 
 
 def _to_arrays(obj: Any, where: str) -> Any:
