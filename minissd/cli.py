@@ -121,6 +121,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     val_set = make_dataset(args.data, "test", args.val_images, args.scene, args.data_root, args.year,
                            args.seed)
     model = build_named_model(args.model, _num_classes(train_set))
+    if args.resume:
+        from .models.ssd import InputConvention  # noqa: PLC0415
+        from .train import read_checkpoint  # noqa: PLC0415
+
+        # the run's input convention and class names come from the checkpoint (set by --backbone or convert)
+        described = read_checkpoint(args.resume)[0].get("model", {})
+        if hasattr(model, "input_convention") and "input" in described:
+            model.input_convention = InputConvention(**described["input"])
+        if hasattr(model, "class_names") and described.get("class_names"):
+            model.class_names = tuple(described["class_names"])
+    elif args.backbone:
+        from .train import load_backbone  # noqa: PLC0415
+
+        if args.model not in ("ssd300", "ssd512"):
+            raise CLIError(f"--backbone needs --model ssd300 or ssd512 (VGG16 at full width), got {args.model!r}")
+        loaded, kept = load_backbone(model, args.backbone)
+        print(f"backbone {args.backbone}: {len(loaded)} tensors loaded into the VGG16 base; {len(kept)} keep "
+              f"their initialisation (extras, L2Norm, heads); input {model.input_convention}")
     steps = planned_steps(args.steps, args.epochs, args.minutes, len(train_set), args.batch_size)
     lr = args.lr if args.lr is not None else default_lr(args.model, args.optimizer)
     augment = args.augment if args.augment is not None else args.data == "voc"
@@ -224,6 +242,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 def _class_names_for(model: Any) -> Sequence[str] | None:
     from .data import ShapesDataset  # noqa: PLC0415
 
+    if getattr(model, "class_names", None):  # recorded in the checkpoint (converted published weights)
+        return model.class_names
     if model.num_classes == ShapesDataset.num_classes:
         return ShapesDataset.class_names
     if model.num_classes == 21:
@@ -231,6 +251,25 @@ def _class_names_for(model: Any) -> Sequence[str] | None:
 
         return VOC_CLASS_NAMES
     return None
+
+
+# ---------------------------------------------------------------------------- convert
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .pretrained import KINDS, convert  # noqa: PLC0415
+
+    if args.kind is not None and args.kind not in KINDS:
+        raise CLIError(f"--kind: expected one of {', '.join(KINDS)}, got {args.kind!r}")
+    result = convert(args.source, args.out, args.kind)
+    what = ("SSD checkpoint for detect/evaluate --weights" if result.model is not None
+            else "backbone for train --backbone")
+    print(f"{args.source}: {result.kind} ({KINDS[result.kind].description}), {len(result.arrays)} tensors")
+    if result.model is not None:
+        cfg = result.model.config
+        print(f"  {cfg.name}: {cfg.num_classes} classes, {cfg.num_priors} default boxes, width {cfg.width:g}")
+    print(f"  input: RGB, (pixel - mean {result.input.mean}) / std {result.input.std}, 0..255 scale")
+    print(f"  changes: {result.source['changes']}")
+    print(f"wrote {args.out} ({what})")
+    return 0
 
 
 # ---------------------------------------------------------------------------- demo
@@ -369,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="runs/train", help="output folder")
     train.add_argument("--resume", help="checkpoint to continue from")
+    train.add_argument("--backbone", help="VGG16 base from `minissd convert` (ImageNet weights) to start from")
     train.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     train.set_defaults(func=_cmd_train)
 
@@ -393,6 +433,16 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--threshold", type=float, default=0.4, help="minimum score (default 0.4)")
     det.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     det.set_defaults(func=_cmd_detect)
+
+    conv = sub.add_parser("convert", help="convert published VGG16 / SSD300 weights (.pth, .safetensors)",
+                          description="Read a published checkpoint without PyTorch (refusing any pickle that could "
+                                      "run code) and write a minissd .npz. Kinds: torchvision-vgg16, "
+                                      "torchvision-ssd300, ssdpytorch-ssd300, ssdpytorch-vgg16-reducedfc "
+                                      "(detected from the key names when --kind is absent).")
+    conv.add_argument("source", metavar="SOURCE", help="the published file (.pth, .pt or .safetensors)")
+    conv.add_argument("out", metavar="OUT.npz", help="the minissd checkpoint to write")
+    conv.add_argument("--kind", default=None, help="layout of SOURCE (default: detected from its key names)")
+    conv.set_defaults(func=_cmd_convert)
 
     boxes = sub.add_parser("boxes", help="the default-box table of a preset",
                            description="Feature maps, sizes, ratios and default-box counts per map.")

@@ -42,6 +42,8 @@ from typing import Any, NamedTuple
 
 #: the backbone layers that can serve as sources, in the order they appear in the network
 BACKBONE_SOURCES = ("conv4_3", "fc7")
+#: the ways ``SSDConfig.clip`` can clip default boxes (see SSDConfig.clip_mode)
+CLIP_MODES = ("corners", "size")
 
 
 class ExtraBlock(NamedTuple):
@@ -83,7 +85,10 @@ class SSDConfig:
             the scale rule with ``s_min`` / ``s_max``.
         s_min, s_max: the paper's scale range, fractions of the image side (used only without sizes).
         variances: (centre, size) scaling of the box offsets, (0.1, 0.2) as released.
-        clip: clip default boxes to the image (corners in [0, 1]); False as in the released SSD300.
+        clip: clip default boxes to the image; False as in the released SSD300.
+        clip_mode: how ``clip`` clips: ``"corners"`` (corners into [0, 1], Caffe's PriorBox) or ``"size"``
+            (width and height clamped to [0, 1], centres unchanged: torchvision's DefaultBoxGenerator and
+            ssd.pytorch's PriorBox, whose clamp of all four centre-form numbers amounts to the same).
         width: channel multiplier of the whole network, VGG and extra blocks (1.0: 64 .. 512, 1024 for
             fc6/fc7, the extras as listed).
         batch_norm: BatchNorm after every backbone and extra convolution.
@@ -104,6 +109,7 @@ class SSDConfig:
     s_max: float = 0.9
     variances: tuple[float, float] = (0.1, 0.2)
     clip: bool = False
+    clip_mode: str = "corners"
     width: float = 1.0
     batch_norm: bool = False
     sources: tuple[str, ...] = BACKBONE_SOURCES
@@ -186,6 +192,8 @@ class SSDConfig:
         set_("variances", (float(v[0]), float(v[1])))
         if not isinstance(self.clip, bool):
             fail("clip", "True or False", self.clip)
+        if self.clip_mode not in CLIP_MODES:
+            fail("clip_mode", f"one of {CLIP_MODES}", self.clip_mode)
         if not is_num(self.width) or self.width <= 0:
             fail("width", "a positive channel multiplier, e.g. 1.0 or 0.125", self.width)
         if not isinstance(self.batch_norm, bool):

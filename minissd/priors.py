@@ -73,6 +73,12 @@ def _clip_center(boxes: Any) -> Any:
     return xp.concatenate([(lo + hi) / 2, hi - lo], axis=1)
 
 
+def _clip_size(boxes: Any) -> Any:
+    """Clamp the width and height of centre-form boxes to [0, 1]; centres stay (torchvision's clipping)."""
+    xp = backend.get_array_module(boxes)
+    return xp.concatenate([boxes[:, :2], xp.clip(boxes[:, 2:], 0.0, 1.0)], axis=1)
+
+
 def default_boxes_per_map(config: SSDConfig, dtype: Any = None) -> list[Any]:
     """The default boxes of each feature map, a list of (f_k * f_k * A_k, 4) arrays in centre form.
 
@@ -88,7 +94,7 @@ def default_boxes_per_map(config: SSDConfig, dtype: Any = None) -> list[Any]:
                                   dtype=backend.xp().float64)
         boxes = boxes.reshape(-1, 4)
         if config.clip:
-            boxes = _clip_center(boxes)
+            boxes = _clip_center(boxes) if config.clip_mode == "corners" else _clip_size(boxes)
         out.append(boxes.astype(backend.xp().float32 if dtype is None else dtype))
     return out
 
@@ -98,7 +104,8 @@ def default_boxes(config: SSDConfig, dtype: Any = None) -> Any:
 
     P is ``config.num_priors`` (8732 for SSD300, 24564 for SSD512, 2390 for mini). Computed in float64 and
     returned as ``dtype`` (float32 by default) on the current backend. With ``config.clip`` the boxes are
-    clipped to the image (corners in [0, 1]), as Caffe's PriorBox does.
+    clipped to the image: corners into [0, 1] as Caffe's PriorBox does, or with ``config.clip_mode ==
+    "size"`` only width and height clamped to [0, 1] (torchvision's and ssd.pytorch's default boxes).
     """
     return backend.xp().concatenate(default_boxes_per_map(config, dtype=dtype), axis=0)
 

@@ -37,6 +37,7 @@ from .evaluation import evaluate_detections
 from .loss import MultiBoxLoss
 from .matching import match_batch
 from .models import SSD, YOLOv1
+from .models.ssd import InputConvention
 from .nn import Module
 from .optim import SGD, Adam, LambdaLR, Optimizer
 
@@ -117,7 +118,13 @@ def describe_model(model: Module) -> dict[str, Any]:
     """A JSON-able description from which :func:`build_model` rebuilds an untrained copy of ``model``."""
     if isinstance(model, SSD):
         cfg = asdict(model.config)
-        return {"kind": "ssd", "config": cfg}
+        out: dict[str, Any] = {"kind": "ssd", "config": cfg}
+        # recorded only when they differ from minissd's defaults, so older descriptions stay equal
+        if model.input_convention != InputConvention():
+            out["input"] = asdict(model.input_convention)
+        if model.class_names is not None:
+            out["class_names"] = list(model.class_names)
+        return out
     if isinstance(model, YOLOv1):
         return {"kind": "yolov1", "num_classes": model.num_classes, "input_size": model.input_size,
                 "grid": model.grid, "boxes_per_cell": model.boxes_per_cell, "width": model.base.width,
@@ -134,7 +141,12 @@ def build_model(description: dict[str, Any]) -> Module:
             if isinstance(value, list):
                 cfg[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
         cfg["extras"] = tuple(ExtraBlock(*b) for b in cfg.get("extras", ()))
-        return SSD(SSDConfig(**cfg))
+        model = SSD(SSDConfig(**cfg))
+        if "input" in description:
+            model.input_convention = InputConvention(**description["input"])
+        if description.get("class_names") is not None:
+            model.class_names = tuple(description["class_names"])
+        return model
     if kind == "yolov1":
         args = {k: v for k, v in description.items() if k != "kind"}
         return YOLOv1(**args)
@@ -144,6 +156,17 @@ def build_model(description: dict[str, Any]) -> Module:
 def input_size_of(model: Module) -> int:
     """The square input side (pixels) that ``model`` expects."""
     return model.config.input_size if isinstance(model, SSD) else model.input_size
+
+
+def input_convention_of(model: Module) -> InputConvention:
+    """How images are normalised for ``model``'s weights (recorded in its checkpoint; minissd's default)."""
+    convention = getattr(model, "input_convention", None)
+    return convention if isinstance(convention, InputConvention) else InputConvention()
+
+
+def _eval_transform_for(model: Module) -> Any:
+    convention = input_convention_of(model)
+    return eval_transform(input_size_of(model), convention.mean, convention.std)
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -206,6 +229,9 @@ def load_model(path: str, model: Module | None = None) -> Module:
     Raises ValueError naming the checkpoint when it does not fit ``model``.
     """
     meta, parts = read_checkpoint(path)
+    if meta.get("kind") == "backbone":
+        raise ValueError(f"checkpoint {path!r} holds only a backbone (VGG16 base); start training from it with "
+                         "`minissd train --backbone` (minissd.train.load_backbone)")
     if model is None:
         model = build_model(meta["model"])
     try:
@@ -213,6 +239,37 @@ def load_model(path: str, model: Module | None = None) -> Module:
     except (KeyError, ValueError) as exc:
         raise ValueError(f"checkpoint {path!r} does not fit this model: {exc}") from None
     return model
+
+
+def load_backbone(model: Module, path: str) -> tuple[list[str], list[str]]:
+    """Load the VGG16 base of a backbone checkpoint (``minissd convert``) into an SSD ``model``.
+
+    Every tensor of the checkpoint must exist in ``model.base`` with the same shape (else ValueError naming
+    them); the layers the backbone lacks (extras, L2Norm, heads) keep their initialisation. The model takes
+    on the backbone's input convention. Returns (loaded keys, keys left at their initialisation).
+    """
+    if not isinstance(model, SSD):
+        raise TypeError(f"load_backbone(model): expected an SSD, got {type(model).__name__}")
+    meta, parts = read_checkpoint(path)
+    if meta.get("kind") != "backbone":
+        raise ValueError(f"--backbone {path!r}: not a backbone checkpoint (made by `minissd convert` from an ImageNet "
+                         f"VGG16); it holds {meta.get('model', {}).get('kind', meta.get('kind'))!r}")
+    own = model.state_dict()
+    state = parts["model"]
+    unexpected = sorted(k for k in state if k not in own)
+    misshaped = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+                 for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if unexpected or misshaped or not state:
+        width = meta.get("backbone", {}).get("width")
+        raise ValueError(f"--backbone {path!r} (VGG16 at width {width}) does not fit {model.config.name} at width "
+                         f"{model.config.width}: " + " | ".join(
+                             ([f"keys the model lacks: {', '.join(unexpected)}"] if unexpected else [])
+                             + ([f"mis-shaped: {'; '.join(misshaped)}"] if misshaped else [])
+                             + (["it holds no tensors"] if not state else [])))
+    model.load_state_dict(state, strict=False)
+    if "input" in meta:
+        model.input_convention = InputConvention(**meta["input"])
+    return sorted(state), sorted(k for k in own if k not in state)
 
 
 # ---------------------------------------------------------------------------- schedule
@@ -244,8 +301,7 @@ def evaluate_model(model: Module, dataset: Any, batch_size: int = 32, conf_thres
     (boxes, labels, scores) host tuple per image) when ``return_detections``.
     """
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
-    size = input_size_of(model)
-    transform = eval_transform(size)
+    transform = _eval_transform_for(model)
     pred_b, pred_l, pred_s, gt_b, gt_l, gt_d = [], [], [], [], [], []
     difficult = getattr(dataset, "difficult", None)
     for start in range(0, n, batch_size):
@@ -297,8 +353,9 @@ class Trainer:
             self.optimizer = Adam(params, lr=cfg.lr)
         self.train_seconds = 0.0
         self.scheduler = LambdaLR(self.optimizer, self._lr_factor)
-        size = input_size_of(model)
-        transform = train_transform(size) if cfg.augment else eval_transform(size)
+        size, convention = input_size_of(model), input_convention_of(model)
+        transform = (train_transform(size, convention.mean, convention.std) if cfg.augment
+                     else eval_transform(size, convention.mean, convention.std))
         self.loader = DataLoader(train_set, cfg.batch_size, shuffle=True, transform=transform, seed=cfg.seed,
                                  drop_last=len(train_set) >= cfg.batch_size, num_workers=cfg.num_workers)
         if len(self.loader) == 0:
@@ -451,8 +508,7 @@ def predict(model: Module, images: list[numpy.ndarray], conf_threshold: float = 
 
     Boxes are normalized corners, so they apply to the original image whatever its size.
     """
-    size = input_size_of(model)
-    transform = eval_transform(size)
+    transform = _eval_transform_for(model)
     empty_boxes = numpy.zeros((0, 4), numpy.float32)
     empty_labels = numpy.zeros((0,), numpy.int64)
     batch = numpy.stack([transform(im, empty_boxes, empty_labels, None)[0] for im in images])

@@ -22,16 +22,41 @@ conv4_3 gets an L2Norm because its activations are much larger than those of the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .. import backend
 from ..autograd import Tensor, concatenate, no_grad
 from ..config import SSDConfig
+from ..data.transforms import MEAN, STD
 from ..detection import Detections, detect
 from ..nn import BatchNorm2d, Conv2d, L2Norm, Module, ModuleList, init
 from ..nn import functional as F
 from ..priors import default_boxes
 from .vgg import VGGBase, conv_out_size, scaled
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """How an image becomes the network's input for a given set of weights: ``(pixel - mean) / std``.
+
+    ``mean`` and ``std`` are per channel, in RGB order, on the 0..255 pixel scale; the image is resized to
+    ``config.input_size`` squared first. minissd's own default is the ImageNet statistics (which is also
+    what torchvision's ImageNet VGG16 wants); weights converted from elsewhere record theirs (ssd.pytorch's
+    and torchvision's SSD300: mean (123, 117, 104), std 1). Networks always take RGB: a converter for weights
+    trained on BGR images reverses conv1_1's input channels instead (see minissd.pretrained).
+    """
+
+    mean: tuple[float, float, float] = MEAN
+    std: tuple[float, float, float] = STD
+
+    def __post_init__(self) -> None:
+        mean, std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
+        if len(mean) != 3 or len(std) != 3 or not all(s > 0 for s in std):
+            raise ValueError(f"InputConvention: expected 3 means and 3 positive stds (RGB, 0..255 scale), "
+                             f"got mean {self.mean!r}, std {self.std!r}")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
 
 
 class SSD(Module):
@@ -82,6 +107,10 @@ class SSD(Module):
             [Conv2d(c, n * config.num_classes, 3, padding=1) for c, n in zip(channels, per_location)]
         )
         self.source_channels = tuple(channels)
+        # how images are prepared for these weights, and the names of the classes (None: the dataset's);
+        # both are recorded in checkpoints, and converted published weights set them
+        self.input_convention = InputConvention()
+        self.class_names: tuple[str, ...] | None = None
         self._init_new_layers()
         self._priors_np = default_boxes(config)
 
