@@ -51,17 +51,28 @@ def _matplotlib() -> Any:
 
 # ---------------------------------------------------------------------------- datasets
 def make_dataset(kind: str, split: str, images: int | None, scene: str = "mixed", root: str | None = None,
-                 year: str = "2007", seed: int = 0) -> Any:
-    """The dataset a command asked for: ShapesDataset (split 'train' or 'test') or VOCDataset."""
-    from .data import ShapesDataset, VOCDataset  # noqa: PLC0415
+                 year: str = "2007", seed: int = 0, *, annotations: str | None = None, image_dir: str | None = None,
+                 class_names: Sequence[str] | str | None = None, keep_difficult: bool = False) -> Any:
+    """The dataset a command asked for: ShapesDataset (split 'train' or 'test'), VOCDataset or COCODataset.
+
+    VOC: ``split`` 'train' means trainval, 'test' test, any other name that ImageSets/Main list;
+    ``class_names`` a list (background first) or "auto" (read from the split's annotations).
+    COCO: ``annotations`` (the JSON file) and ``image_dir``; ``split`` is not used.
+    """
+    from .data import COCODataset, ShapesDataset, VOCDataset  # noqa: PLC0415
     from .data.loader import ConcatDataset  # noqa: PLC0415
 
     if kind == "voc":
         if not root:
             raise CLIError("--data voc needs --data-root DIR (the VOCdevkit folder)")
         voc_split = {"train": "trainval", "test": "test"}.get(split, split)
-        ds = VOCDataset(root, year=year, split=voc_split)
+        ds = VOCDataset(root, year=year, split=voc_split, keep_difficult=keep_difficult,
+                        class_names=class_names if class_names is not None else "auto")
         return ds
+    if kind == "coco":
+        if not annotations or not image_dir:
+            raise CLIError("--data coco needs --annotations FILE (the COCO JSON) and --images DIR (its images)")
+        return COCODataset(annotations, image_dir)
     base = seed if split == "train" else EVAL_SEED + seed
     # ShapesDataset draws each image from its index, so a large training set costs no memory
     n = images if images is not None else (40000 if split == "train" else 200)
@@ -73,6 +84,101 @@ def make_dataset(kind: str, split: str, images: int | None, scene: str = "mixed"
 
 def _num_classes(dataset: Any) -> int:
     return len(dataset.class_names)  # class_names lists background first
+
+
+class _Subset:
+    """Items ``indices`` of ``dataset`` (a held-out slice), with its per-item methods (difficult flags, crowds,
+    annotations, image sizes) and class names."""
+
+    _PER_ITEM = ("difficult", "crowd", "annotation", "image_size")
+
+    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, [int(i) for i in indices]
+        self.class_names = dataset.class_names
+        self.num_classes = len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[self.indices[i]]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._PER_ITEM and hasattr(self.__dict__.get("dataset"), name):
+            method = getattr(self.dataset, name)
+            return lambda i: method(self.indices[i])
+        raise AttributeError(name)
+
+
+def split_off(dataset: Any, fraction: float, seed: int = 0) -> tuple[Any, Any]:
+    """(training part, held-out part) of ``dataset``: a seeded random ``fraction`` of the items held out."""
+    n = len(dataset)
+    if not 0.0 < fraction < 1.0:
+        raise CLIError(f"--val-fraction: expected a fraction in (0, 1), got {fraction}")
+    held = max(1, round(fraction * n))
+    if n - held < 1:
+        raise CLIError(f"--val-fraction {fraction}: the dataset has only {n} images, none would be left to train on")
+    order = numpy.random.default_rng(seed).permutation(n)
+    return _Subset(dataset, sorted(order[held:].tolist())), _Subset(dataset, sorted(order[:held].tolist()))
+
+
+def _parse_classes(text: str | None) -> tuple[str, ...] | None:
+    """--classes a,b,c -> ("background", "a", "b", "c")."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names or len(set(names)) != len(names) or "background" in names:
+        raise CLIError(f"--classes: expected distinct class names separated by commas, got {text!r}")
+    return ("background", *names)
+
+
+def _validation_set(args: argparse.Namespace, train_set: Any) -> tuple[Any, Any, str]:
+    """(training set, validation set, a sentence saying where the validation images come from)."""
+    if args.data == "shapes":
+        val = make_dataset("shapes", "test", args.val_images, args.scene, seed=args.seed)
+        return train_set, val, f"{len(val)} held-out ShapesDataset images (seed {EVAL_SEED + args.seed})"
+    if args.val_split is not None and args.val_fraction is not None:
+        raise CLIError("--val-split and --val-fraction: give one of them")
+    if args.data == "voc" and args.val_fraction is None:
+        years = args.year.split("+")
+        split = args.val_split or "test"
+        lists = [os.path.join(args.data_root, f"VOC{y}", "ImageSets", "Main", f"{split}.txt") for y in years]
+        if args.val_split is not None or all(os.path.isfile(p) for p in lists):
+            val = make_dataset("voc", split, None, root=args.data_root, year=args.year,
+                               class_names=train_set.class_names, keep_difficult=True)
+            return train_set, val, f"the VOC {split!r} split ({len(val)} images)"
+    if args.val_split is not None:
+        raise CLIError("--val-split: a COCO annotation file has no named splits; use --val-fraction")
+    fraction = args.val_fraction if args.val_fraction is not None else 0.1
+    train_part, held = split_off(train_set, fraction, args.seed)
+    return train_part, held, (f"a held-out slice of the training data: {len(held)} of {len(train_set)} images "
+                              f"(--val-fraction {fraction:g}, seed {args.seed}); training on the other "
+                              f"{len(train_part)}")
+
+
+def _record_class_names(path: str, names: Sequence[str]) -> None:
+    """Add the class names to a checkpoint's description, so that ``detect`` prints them."""
+    from .train import _atomic_savez  # noqa: PLC0415
+
+    with numpy.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["class_names"] = list(names)
+    arrays["meta"] = numpy.array(json.dumps(meta))
+    _atomic_savez(path, arrays)
+
+
+def checkpoint_class_names(path: str) -> tuple[str, ...] | None:
+    """The class names a checkpoint records (background first), or None (older or converted checkpoints)."""
+    try:
+        with numpy.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+    except (OSError, ValueError):
+        return None
+    names = meta.get("class_names") if isinstance(meta, dict) else None
+    if isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return None
 
 
 def build_named_model(name: str, num_classes: int) -> Any:
@@ -116,10 +222,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, Trainer  # noqa: PLC0415
 
     _set_backend(args.backend, args.seed)
+    if args.data != "shapes" and (args.train_images is not None or args.val_images is not None):
+        raise CLIError("--train-images and --val-images count ShapesDataset images; with --data voc or coco "
+                       "use --val-fraction or --val-split")
+    if args.classes is not None and args.data != "voc":
+        raise CLIError("--classes: only with --data voc (COCO files list their categories)")
     train_set = make_dataset(args.data, "train", args.train_images, args.scene, args.data_root, args.year,
-                             args.seed)
-    val_set = make_dataset(args.data, "test", args.val_images, args.scene, args.data_root, args.year,
-                           args.seed)
+                             args.seed, annotations=args.annotations, image_dir=args.images,
+                             class_names=_parse_classes(args.classes))
+    train_set, val_set, where = _validation_set(args, train_set)
+    print(f"classes ({_num_classes(train_set) - 1}): {', '.join(train_set.class_names[1:])}")
+    print(f"validation: {where}")
     model = build_named_model(args.model, _num_classes(train_set))
     if args.resume:
         from .models.ssd import InputConvention  # noqa: PLC0415
@@ -141,7 +254,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"their initialisation (extras, L2Norm, heads); input {model.input_convention}")
     steps = planned_steps(args.steps, args.epochs, args.minutes, len(train_set), args.batch_size)
     lr = args.lr if args.lr is not None else default_lr(args.model, args.optimizer)
-    augment = args.augment if args.augment is not None else args.data == "voc"
+    augment = args.augment if args.augment is not None else args.data != "shapes"
     cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=lr, optimizer=args.optimizer,
                       seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
                       time_limit=args.minutes * 60 if args.minutes else None, warmup_steps=args.warmup,
@@ -151,6 +264,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         trainer.resume(args.resume)
         print(f"resumed from {args.resume} at step {trainer.step}")
     history = trainer.fit()
+    _record_class_names(trainer.checkpoint_path(), train_set.class_names)
     last = history.evals[-1]["map"] if history.evals else float("nan")
     print(f"trained {args.model} for {trainer.step} steps in {trainer.train_seconds / 60:.1f} min; "
           f"mAP@0.5 {last:.3f} on {len(val_set)} held-out images; checkpoint {trainer.checkpoint_path()}")
@@ -167,15 +281,78 @@ def _load_weights(path: str | None, model_name: str = "ssd_mini") -> Any:
     return load_model(path), path
 
 
+def _ground_truth(dataset: Any, i: int) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, tuple[int, int]]:
+    """Item i's boxes, labels, crowd flags and (H, W), from the annotations when the dataset has them."""
+    if hasattr(dataset, "crowd") and hasattr(dataset, "image_size"):  # COCO: objects, then crowd regions
+        ann = dataset.annotation(i)
+        boxes = numpy.concatenate([ann["boxes"], ann["crowd_boxes"]])
+        labels = numpy.concatenate([ann["labels"], ann["crowd_labels"]])
+        crowd = numpy.arange(len(labels)) >= len(ann["labels"])
+        return boxes, labels, crowd, (ann["height"], ann["width"])
+    if hasattr(dataset, "annotation"):  # VOC: the size is in the XML
+        ann = dataset.annotation(i)
+        keep = ~ann["difficult"]  # COCO's rules know no difficult flag: those objects are left out
+        return ann["boxes"][keep], ann["labels"][keep], numpy.zeros(int(keep.sum()), bool), (ann["height"],
+                                                                                             ann["width"])
+    image, boxes, labels = dataset[i]
+    return boxes, labels, numpy.zeros(len(labels), bool), image.shape[:2]
+
+
+def _print_coco(model: Any, dataset: Any, batch_size: int) -> None:
+    from .evaluation import coco_metrics  # noqa: PLC0415
+    from .train import evaluate_model  # noqa: PLC0415
+
+    dets = evaluate_model(model, dataset, batch_size=batch_size, return_detections=True)["detections"]
+    gt = [_ground_truth(dataset, i) for i in range(len(dataset))]
+    out = coco_metrics([d[0] for d in dets], [d[1] for d in dets], [d[2] for d in dets], [g[0] for g in gt],
+                       [g[1] for g in gt], [g[3] for g in gt], [g[2] for g in gt], per_class=True)
+    names = dataset.class_names
+    print(f"{'class':<14}{'AP':>8}{'AP50':>8}{'AP75':>8}")
+    for c, row in sorted(out.pop("per_class").items()):
+        print(f"{names[c]:<14}{row['AP']:>8.3f}{row['AP50']:>8.3f}{row['AP75']:>8.3f}")
+    labels = {"AP": "AP @[IoU=0.50:0.95 | area=all | maxDets=100]", "AP50": "AP @[IoU=0.50 | area=all]",
+              "AP75": "AP @[IoU=0.75 | area=all]", "APs": "AP small (area < 32^2)",
+              "APm": "AP medium (32^2 .. 96^2)", "APl": "AP large (area > 96^2)", "AR1": "AR maxDets=1",
+              "AR10": "AR maxDets=10", "AR100": "AR maxDets=100", "ARs": "AR small", "ARm": "AR medium",
+              "ARl": "AR large"}
+    print("COCO metrics:")
+    for key, text in labels.items():
+        print(f"  {key:<6}{out[key]:>7.3f}   {text}")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import evaluate_model  # noqa: PLC0415
 
     _set_backend(args.backend)
     model, path = _load_weights(args.weights)
-    dataset = make_dataset(args.data, "test", args.images, args.scene, args.data_root, args.year, args.seed)
+    count, image_dir = None, None
+    if args.data == "coco":
+        image_dir = args.images
+    elif args.images is not None:
+        try:
+            count = int(args.images)
+        except ValueError:
+            raise CLIError(f"--images: with --data {args.data} expected a number of images, got {args.images!r}") \
+                from None
+    if args.classes is not None and args.data != "voc":
+        raise CLIError("--classes: only with --data voc (COCO files list their categories)")
+    class_names = None
+    if args.data == "voc":  # the label order the model was trained with, when known; else sorted names
+        class_names = _parse_classes(args.classes) or checkpoint_class_names(path) or _class_names_for(model)
+    split = args.split if args.data == "voc" else "test"
+    dataset = make_dataset(args.data, split, count, args.scene, args.data_root, args.year, args.seed,
+                           annotations=args.annotations, image_dir=image_dir, class_names=class_names,
+                           keep_difficult=True)
+    if count is not None and args.data == "voc":
+        dataset = _Subset(dataset, range(min(count, len(dataset))))
     if _num_classes(dataset) != model.num_classes:
         raise CLIError(f"--weights {path} predicts {model.num_classes} classes but the data has "
                        f"{_num_classes(dataset)} (with background)")
+    metric = args.metric or ("coco" if args.data == "coco" else "voc")
+    if metric == "coco":
+        _print_coco(model, dataset, args.batch_size)
+        print(f"({len(dataset)} images, weights {path})")
+        return 0
     area = evaluate_model(model, dataset, batch_size=args.batch_size)
     voc07 = evaluate_model(model, dataset, batch_size=args.batch_size, use_07_metric=True)
     names = dataset.class_names
@@ -209,7 +386,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     images = [_read_image(p) for p in args.images]
     plt = _matplotlib()
     os.makedirs(args.out, exist_ok=True)
-    names = _class_names_for(model)
+    names = checkpoint_class_names(path) or _class_names_for(model)
     results = []
     for image_path, image, det in zip(args.images, images, predict(model, images, args.threshold)):
         from . import backend  # noqa: PLC0415
@@ -383,9 +560,18 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a detector", description="Train a detector; checkpoints "
                            "go to OUT/checkpoint.npz (resumable with --resume).")
     train.add_argument("--model", choices=MODELS, default="ssd_mini")
-    train.add_argument("--data", choices=["shapes", "voc"], default="shapes")
+    train.add_argument("--data", choices=["shapes", "voc", "coco"], default="shapes")
     train.add_argument("--data-root", help="VOCdevkit folder (with --data voc)")
     train.add_argument("--year", default="2007", help="VOC year (with --data voc)")
+    train.add_argument("--classes", metavar="A,B,C",
+                       help="VOC class names, in label order (default: read from the annotations, sorted)")
+    train.add_argument("--annotations", metavar="FILE", help="COCO annotation JSON (with --data coco)")
+    train.add_argument("--images", metavar="DIR", help="folder of the COCO images (with --data coco)")
+    train.add_argument("--val-split", metavar="NAME",
+                       help="VOC split to validate on (default: test if the tree has it, else a held-out slice)")
+    train.add_argument("--val-fraction", type=float, metavar="F",
+                       help="validate on a held-out fraction F of the training images (default 0.1 when the "
+                            "data has no test split, as COCO files and VOC trees with only trainval)")
     train.add_argument("--scene", choices=["mixed", "flock", "both"], default="both",
                        help="ShapesDataset scenes (default both)")
     train.add_argument("--train-images", type=int, default=None, help="ShapesDataset training images (40000)")
@@ -398,8 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=None,
                        help="peak learning rate (default: 1e-2 with Adam for ssd_mini and yolov1, else 1e-3)")
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                       help="SSD augmentation (default: on for --data voc, off for shapes, whose images are new "
-                            "for every index)")
+                       help="SSD augmentation (default: on for --data voc and coco, off for shapes, whose images "
+                            "are new for every index)")
     train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     train.add_argument("--warmup", type=int, default=50, help="warm-up steps")
     train.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: at the end)")
@@ -413,13 +599,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("evaluate", help="per-class AP and mAP of a checkpoint",
-                        description="Per-class AP table and mAP@0.5 (area and VOC07 11-point).")
+                        description="Per-class AP table and the summary: mAP@0.5 (area and VOC07 11-point) "
+                                    "with --metric voc, the twelve COCO numbers with --metric coco.")
     ev.add_argument("--weights", help="checkpoint (default: the shipped ssd_mini weights)")
-    ev.add_argument("--data", choices=["shapes", "voc"], default="shapes")
-    ev.add_argument("--data-root")
+    ev.add_argument("--data", choices=["shapes", "voc", "coco"], default="shapes")
+    ev.add_argument("--data-root", help="VOCdevkit folder (with --data voc)")
     ev.add_argument("--year", default="2007")
+    ev.add_argument("--split", default="test", help="VOC split to evaluate (default test)")
+    ev.add_argument("--classes", metavar="A,B,C", help="VOC class names in label order (default: those the "
+                    "checkpoint records, else read from the annotations, sorted)")
+    ev.add_argument("--annotations", metavar="FILE", help="COCO annotation JSON (with --data coco)")
+    ev.add_argument("--metric", choices=["voc", "coco"], default=None,
+                    help="VOC AP@0.5 or the COCO metrics (default: coco for --data coco, else voc)")
     ev.add_argument("--scene", choices=["mixed", "flock", "both"], default="mixed")
-    ev.add_argument("--images", type=int, default=None, help="held-out ShapesDataset images (200)")
+    ev.add_argument("--images", default=None, metavar="N|DIR",
+                    help="--data coco: the folder of the images; otherwise how many images to evaluate "
+                         "(ShapesDataset default 200 held-out images)")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")

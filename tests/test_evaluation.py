@@ -1,6 +1,7 @@
 """VOC AP / mAP (minissd.evaluation) on hand-worked cases; the arithmetic is in the comments.
 
-Tests marked ``nms_ap`` need ``voc_ap``, the code of classroom assignment 8 (docs/assignments.md).
+Tests marked ``nms_ap`` need ``voc_ap``, the code of classroom assignment 8 (docs/assignments.md); those
+marked ``box_coding`` too need IoU (``minissd.boxes.iou``, assignment 5).
 """
 
 from __future__ import annotations
@@ -61,11 +62,46 @@ def test_voc_ap_uses_the_precision_envelope_not_the_raw_curve():
 
 
 @pytest.mark.nms_ap
-def test_voc_ap_11_point_counts_a_recall_exactly_on_a_threshold():
-    # Recall reaches exactly 0.3 with precision 1, then nothing more. Points t = 0, 0.1, 0.2, 0.3 see
-    # precision 1 -> AP = 4/11. (With the devkit's np.arange(0, 1.1, 0.1), t = 0.30000000000000004 would
-    # miss 0.3 and give 3/11.)
-    assert voc_ap([0.3], [1.0], use_07_metric=True) == pytest.approx(4.0 / 11.0)
+def test_voc_ap_11_point_thresholds_are_the_published_arange():
+    # Recall reaches exactly 0.3 with precision 1, then nothing more. The 11 points are
+    # numpy.arange(0, 1.1, 0.1), as in py-faster-rcnn's voc_eval, ssd.pytorch, ChainerCV and mmdetection,
+    # whose fourth point is 0.30000000000000004 > 0.3: only t = 0, 0.1, 0.2 see precision 1 -> AP = 3/11.
+    # (Exact tenths t = k / 10 would count t = 0.3 too and give 4/11.)
+    assert np.arange(0, 1.1, 0.1)[3] > 0.3
+    assert voc_ap([0.3], [1.0], use_07_metric=True) == pytest.approx(3.0 / 11.0)
+    # 0.2 is reached (arange's 0.2 is exactly 2 * 0.1 = 0.2): t = 0, 0.1, 0.2 -> 3/11 again; 0.4 is
+    # reached by 0.4 (arange gives 0.4 exactly): 5/11.
+    assert voc_ap([0.2], [1.0], use_07_metric=True) == pytest.approx(3.0 / 11.0)
+    assert voc_ap([0.4], [1.0], use_07_metric=True) == pytest.approx(5.0 / 11.0)
+
+
+def _published_voc07_ap(rec, prec):
+    """The 11-point loop as py-faster-rcnn's voc_eval.py writes it (ChainerCV and ssd.pytorch have the same)."""
+    ap = 0.0
+    for t in np.arange(0.0, 1.1, 0.1):
+        p = 0.0 if np.sum(rec >= t) == 0 else np.max(prec[rec >= t])
+        ap = ap + p / 11.0
+    return ap
+
+
+@pytest.mark.nms_ap
+def test_voc_ap_11_point_matches_the_published_loop_on_curves_with_exact_tenths():
+    rng = np.random.default_rng(3)
+    for npos in (10, 20, 5):  # recalls k / npos hit the thresholds exactly
+        hits = rng.random(30) < 0.5
+        tp = np.cumsum(hits)
+        rec = tp / max(npos, tp[-1])
+        prec = tp / np.arange(1, 31)
+        assert voc_ap(rec, prec, use_07_metric=True) == pytest.approx(_published_voc07_ap(rec, prec), abs=1e-12)
+
+
+@pytest.mark.nms_ap
+def test_voc_ap_sampled_at_given_recall_thresholds():
+    # recall [0.5, 1], precision [1, 2/3] sampled at t = 0, 0.5, 1: max precision at recall >= t is
+    # 1, 1 (0.5 reaches 0.5), 2/3 -> (1 + 1 + 2/3) / 3 = 8/9.
+    assert voc_ap([0.5, 1.0], [1.0, 2.0 / 3.0], recall_thresholds=[0.0, 0.5, 1.0]) == pytest.approx(8.0 / 9.0)
+    # a threshold that recall never reaches contributes 0: t = 0, 1 with recall only up to 0.5 -> 1/2
+    assert voc_ap([0.5], [1.0], recall_thresholds=[0.0, 1.0]) == pytest.approx(0.5)
 
 
 def test_voc_ap_shape_mismatch_is_an_error():
@@ -76,6 +112,7 @@ def test_voc_ap_shape_mismatch_is_an_error():
 # ------------------------------------------------------------------------------ evaluate_detections
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_all_correct_gives_ap_one():
     gts = [[(A, 1), (B, 2)], [(B, 1)]]
@@ -86,6 +123,7 @@ def test_all_correct_gives_ap_one():
     assert out["num_positives"] == {1: 2, 2: 1}
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_one_false_positive_ranked_first():
     # Class 1, two objects A (image 0) and B (image 1). Detections by score: FAR (FP), A (TP), B (TP).
@@ -102,6 +140,7 @@ def test_one_false_positive_ranked_first():
     np.testing.assert_allclose(scores, [0.9, 0.8, 0.7])
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_a_duplicate_is_a_false_positive():
     # Image 0: object A, detected twice (0.9 and 0.8); image 1: object B detected at 0.7.
@@ -112,6 +151,7 @@ def test_a_duplicate_is_a_false_positive():
     assert _eval(dets, gts)["ap"][1] == pytest.approx(5.0 / 6.0)
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_a_difficult_object_neither_counts_nor_penalises():
     # Image 0 holds A (normal) and B (difficult). Detections: B 0.9, FAR 0.85, A 0.8.
@@ -127,6 +167,7 @@ def test_a_difficult_object_neither_counts_nor_penalises():
     assert _eval(dets, gts)["ap"][1] == pytest.approx(5.0 / 6.0)
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_a_missed_difficult_object_costs_no_recall():
     # A (normal) found, B (difficult) missed: recall 1/1 with the flag -> AP 1; without it 1/2 -> AP 0.5.
@@ -136,6 +177,7 @@ def test_a_missed_difficult_object_costs_no_recall():
     assert _eval(dets, gts)["ap"][1] == pytest.approx(0.5)
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_classes_without_ground_truth_are_left_out_of_the_mean():
     # Class 1: perfect (AP 1). Class 2: detections but no object. Class 3: only a difficult object.
@@ -153,6 +195,7 @@ def test_no_ground_truth_at_all_gives_nan():
     assert out["ap"] == {} and math.isnan(out["map"])
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_wrong_class_is_a_false_positive_of_its_own_class_only():
     # A labelled 2 where the object is class 1: class 1 has recall 0 -> AP 0; class 2 has no object.
@@ -160,6 +203,7 @@ def test_wrong_class_is_a_false_positive_of_its_own_class_only():
     assert out["ap"] == {1: 0.0}
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_iou_threshold_is_inclusive():
     gt = [0.0, 0.0, 0.5, 0.5]  # area 0.25
@@ -171,6 +215,7 @@ def test_iou_threshold_is_inclusive():
     assert _eval([[(half, 1, 0.9)]], [[(gt, 1)]], iou_threshold=0.6)["ap"][1] == 0.0
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_a_detection_goes_to_its_best_overlap_even_if_taken():
     # The devkit rule: each detection is compared with the object of highest IoU only.
@@ -185,6 +230,7 @@ def test_a_detection_goes_to_its_best_overlap_even_if_taken():
     assert _eval(dets, [[(g1, 1), (g2, 1)]])["ap"][1] == pytest.approx(0.5)
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_detections_are_sorted_by_score_across_images():
     # Same detections as the "false positive first" case, but listed in another order within and across
@@ -208,6 +254,7 @@ def test_mismatched_lists_raise_clear_errors():
         )
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_a_perfect_detector_scores_one_on_a_generated_dataset():
     # Ground truth used as detections (score 1) on a mixed and a flock dataset: every class has AP 1.
@@ -270,6 +317,7 @@ def _reference_ap(pb, pl, ps, gb, gl, gd, c):
     return ap
 
 
+@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_matches_a_direct_transcription_of_the_devkit_on_random_scenes():
     rng = np.random.default_rng(0)

@@ -184,3 +184,37 @@ def test_image_size_must_match_annotation(hand_tree):
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(hand_tree / "VOC2007" / "JPEGImages" / "000002.jpg")
     with pytest.raises(ValueError, match="000002.jpg"):
         VOCDataset(hand_tree)[1]
+
+
+def test_class_names_read_from_the_annotations(hand_tree):
+    # hand_tree's objects: dog, cat (difficult), tvmonitor -> sorted, background first
+    ds = VOCDataset(hand_tree, class_names="auto", keep_difficult=True)
+    assert ds.class_names == ("background", "cat", "dog", "tvmonitor")
+    assert ds[0][2].tolist() == [2, 1] and ds[1][2].tolist() == [3]
+    with pytest.raises(ValueError, match="'auto'"):
+        VOCDataset(hand_tree, class_names="automatic")
+
+
+def test_custom_classes_from_a_list_and_unknown_names(hand_tree):
+    ds = VOCDataset(hand_tree, class_names=("background", "tvmonitor", "dog", "cat"), keep_difficult=True)
+    assert ds[0][2].tolist() == [2, 3] and ds[1][2].tolist() == [1]
+    ds = VOCDataset(hand_tree, class_names=("background", "dog"))
+    with pytest.raises(ValueError, match="unknown class 'tvmonitor'"):
+        ds[1]
+
+
+def test_auto_classes_of_an_exported_shapes_tree(tmp_path):
+    source = ShapesDataset(8, scene="mixed", seed=4)
+    export_voc(source, tmp_path / "VOCdevkit")
+    ds = VOCDataset(tmp_path / "VOCdevkit", class_names="auto")
+    present = sorted({source.class_names[k] for i in range(8) for k in source[i][2].tolist()})
+    assert ds.class_names == ("background", *present)
+    assert len(ds) == 8
+
+
+def test_auto_classes_need_an_object(tmp_path):
+    folder = tmp_path / "VOCdevkit" / "VOC2007"
+    _write_item(folder, "000001", 10, 10, [])
+    _write_split(folder, "trainval", ["000001"])
+    with pytest.raises(ValueError, match="no object"):
+        VOCDataset(tmp_path / "VOCdevkit", class_names="auto")

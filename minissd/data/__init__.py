@@ -1,9 +1,11 @@
-"""Detection data: the synthetic ShapesDataset, the PASCAL VOC reader, SSD augmentation and the DataLoader.
+"""Detection data: the synthetic ShapesDataset, the PASCAL VOC and COCO readers, SSD augmentation and the
+DataLoader.
 
 Every dataset item is ``(image (H, W, 3) uint8 RGB, boxes (G, 4) float32 normalised corners, labels (G,)
 int64 in 1..num_classes-1)``, and ``dataset.class_names[0] == "background"``.
 """
 
+from .coco import COCODataset, export_coco
 from .loader import ConcatDataset, DataLoader
 from .synthetic import SHAPE_CLASS_NAMES, ShapesDataset, ShapesSample
 from .transforms import (
@@ -28,6 +30,7 @@ from .transforms import (
 from .voc import VOC_CLASS_NAMES, VOCDataset, export_voc
 
 __all__ = [
+    "COCODataset",
     "MEAN",
     "SHAPE_CLASS_NAMES",
     "STD",
@@ -50,6 +53,7 @@ __all__ = [
     "ShapesSample",
     "VOCDataset",
     "eval_transform",
+    "export_coco",
     "export_voc",
     "resize_image",
     "train_transform",

@@ -58,14 +58,14 @@ VOC_CLASS_NAMES: tuple[str, ...] = (
 """Index 0 is background; the 20 VOC classes are labels 1..20 (``ssd300(num_classes=21)``)."""
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from an image file; raises an error naming the file."""
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from an image file (VOC, COCO); raises an error naming the file."""
     if not path.is_file():
-        raise FileNotFoundError(f"VOC image not found: {path}")
+        raise FileNotFoundError(f"image not found: {path}")
     try:
         from PIL import Image  # noqa: PLC0415 - Pillow comes with matplotlib; only needed for files
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError("reading VOC images needs Pillow: pip install pillow") from exc
+        raise RuntimeError("reading images needs Pillow: pip install pillow") from exc
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
@@ -123,6 +123,20 @@ def _parse_annotation(path: Path, class_index: dict[str, int]) -> dict[str, Any]
     }
 
 
+def _object_names(path: Path) -> set[str]:
+    """The class names of the objects in one annotation file (for ``class_names="auto"``)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"VOC annotation not found: {path}")
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise ValueError(f"malformed VOC annotation {path}: {exc}") from exc
+    names = {(obj.findtext("name") or "").strip() for obj in root.iter("object")}
+    if "" in names:
+        raise ValueError(f"malformed VOC annotation {path}: an <object> without a <name>")
+    return names
+
+
 def pixel_to_normalized(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     """VOC 1-based inclusive pixel boxes (G, 4) -> normalised corners (G, 4) float32 in [0, 1]."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -158,7 +172,11 @@ class VOCDataset:
         keep_difficult: keep objects marked difficult (needed to evaluate by the VOC rules: they are then
             neither counted as positives nor penalise a detection); by default they are dropped.
         class_names: the class list, background first; default the 20 VOC classes (:data:`VOC_CLASS_NAMES`).
-            Pass ``ShapesDataset.class_names`` to read a tree exported from ShapesDataset.
+            Pass ``ShapesDataset.class_names`` to read a tree exported from ShapesDataset, or ``"auto"``
+            to read them from the annotations of this split: the sorted distinct ``<name>`` values after
+            ``"background"`` (every annotation file is parsed once at construction). On the real VOC
+            trees ``"auto"`` gives :data:`VOC_CLASS_NAMES`, which is in alphabetical order too; a split
+            that lacks a class gives fewer classes, so evaluate with the training split's names.
 
     ``dataset[i]`` -> ``(image (H, W, 3) uint8, boxes (G, 4) float32 normalised corners, labels (G,) int64)``;
     ``dataset.difficult(i)`` -> (G,) bool flags aligned with those boxes;
@@ -173,20 +191,15 @@ class VOCDataset:
         year: str = "2007",
         split: str = "trainval",
         keep_difficult: bool = False,
-        class_names: tuple[str, ...] | list[str] | None = None,
+        class_names: tuple[str, ...] | list[str] | str | None = None,
     ) -> None:
         self.root = Path(root)
         self.year = str(year)
         self.split = str(split)
         self.keep_difficult = bool(keep_difficult)
-        names = tuple(class_names) if class_names is not None else VOC_CLASS_NAMES
-        if len(names) < 2 or len(set(names)) != len(names):
-            raise ValueError(
-                f"VOCDataset(class_names): expected background plus distinct names, got {names!r}"
-            )
-        self.class_names: tuple[str, ...] = names
-        self.num_classes = len(names)
-        self._class_index = {n: k for k, n in enumerate(names) if k > 0}
+        auto = isinstance(class_names, str)
+        if auto and class_names != "auto":
+            raise ValueError(f"VOCDataset(class_names): expected a list of names or 'auto', got {class_names!r}")
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"VOCDataset(root): folder not found: {self.root} (expected the VOCdevkit folder)"
@@ -205,6 +218,24 @@ class VOCDataset:
             for line in listing.read_text().splitlines():
                 if line.strip():
                     self.ids.append((y, line.split()[0]))
+        if auto:
+            found: set[str] = set()
+            for i in range(len(self.ids)):
+                found |= _object_names(self._paths(i)[1])
+            found.discard("background")
+            if not found:
+                raise ValueError(f"VOCDataset(class_names='auto'): no object in the {self.split!r} split of "
+                                 f"{self.root}, so there are no classes to read")
+            names = ("background", *sorted(found))
+        else:
+            names = tuple(class_names) if class_names is not None else VOC_CLASS_NAMES
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError(
+                f"VOCDataset(class_names): expected background plus distinct names, got {names!r}"
+            )
+        self.class_names: tuple[str, ...] = names
+        self.num_classes = len(names)
+        self._class_index = {n: k for k, n in enumerate(names) if k > 0}
         self._cache: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
@@ -249,7 +280,7 @@ class VOCDataset:
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ann = self.annotation(index)
         image_path = self._paths(self._index(index))[0]
-        image = _read_image(image_path)
+        image = read_image(image_path)
         if image.shape[:2] != (ann["height"], ann["width"]):
             raise ValueError(
                 f"VOC image {image_path} is {image.shape[1]}x{image.shape[0]} but its annotation says "
