@@ -16,20 +16,12 @@ from typing import Any
 
 import numpy
 
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-SHIPPED = {"ssd_mini": "ssd_mini_shapes.npz", "yolov1": "yolov1_mini_shapes.npz"}
-MODELS = ("ssd_mini", "ssd300", "ssd512", "yolov1")
 # held-out ShapesDataset seeds: training uses seeds below 1000, evaluation these
 EVAL_SEED = 1000
 
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit code 1."""
-
-
-def shipped_weights(model: str = "ssd_mini") -> str:
-    """Path of the weights shipped inside the package for ``model`` ("ssd_mini" or "yolov1")."""
-    return os.path.join(WEIGHTS_DIR, SHIPPED[model])
 
 
 def _set_backend(name: str, seed: int | None = None) -> None:
@@ -75,32 +67,15 @@ def _num_classes(dataset: Any) -> int:
     return len(dataset.class_names)  # class_names lists background first
 
 
-def build_named_model(name: str, num_classes: int) -> Any:
-    from .models import ssd300, ssd512, ssd_mini, yolov1_mini  # noqa: PLC0415
-
-    builders = {"ssd_mini": ssd_mini, "ssd300": ssd300, "ssd512": ssd512, "yolov1": yolov1_mini}
-    if name not in builders:
-        raise CLIError(f"--model: expected one of {', '.join(builders)}, got {name!r}")
-    return builders[name](num_classes=num_classes)
-
-
 # ---------------------------------------------------------------------------- boxes
 def _cmd_boxes(args: argparse.Namespace) -> int:
-    from .config import SSDConfig  # noqa: PLC0415
+    from .models.registry import ssd_config  # noqa: PLC0415
 
-    presets = {"ssd300": SSDConfig.ssd300, "ssd512": SSDConfig.ssd512, "ssd_mini": SSDConfig.mini}
-    cfg = presets[args.model]()
-    print(cfg.format_table())
+    print(ssd_config(args.model).format_table())
     return 0
 
 
 # ---------------------------------------------------------------------------- train
-def default_lr(model: str, optimizer: str) -> float:
-    """The learning rate ``minissd train`` uses without ``--lr``: Adam 1e-2 for the mini detectors (the best of
-    3e-3, 1e-2 and 2e-2 measured in docs/benchmarks.md), 1e-3 otherwise (the paper's SGD rate for SSD300)."""
-    return 1e-2 if optimizer == "adam" and model in ("ssd_mini", "yolov1") else 1e-3
-
-
 def planned_steps(steps: int | None, epochs: int | None, minutes: float | None, images: int, batch_size: int) -> int:
     """Optimizer steps of a ``minissd train`` run: ``--steps``, else ``--epochs`` passes, else (with only
     ``--minutes``) no step limit, so the time limit ends the run and drives the cosine decay; one epoch when
@@ -113,6 +88,7 @@ def planned_steps(steps: int | None, epochs: int | None, minutes: float | None, 
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .models.registry import build_model, default_lr  # noqa: PLC0415
     from .train import TrainConfig, Trainer  # noqa: PLC0415
 
     _set_backend(args.backend, args.seed)
@@ -120,7 +96,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                              args.seed)
     val_set = make_dataset(args.data, "test", args.val_images, args.scene, args.data_root, args.year,
                            args.seed)
-    model = build_named_model(args.model, _num_classes(train_set))
+    model = build_model(args.model, num_classes=_num_classes(train_set))
     steps = planned_steps(args.steps, args.epochs, args.minutes, len(train_set), args.batch_size)
     lr = args.lr if args.lr is not None else default_lr(args.model, args.optimizer)
     augment = args.augment if args.augment is not None else args.data == "voc"
@@ -141,6 +117,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- evaluate
 def _load_weights(path: str | None, model_name: str = "ssd_mini") -> Any:
+    from .models.registry import shipped_weights  # noqa: PLC0415
     from .train import load_model  # noqa: PLC0415
 
     path = path or shipped_weights(model_name)
@@ -239,6 +216,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .config import SSDConfig  # noqa: PLC0415
     from .data import ShapesDataset  # noqa: PLC0415
     from .models import ssd_mini  # noqa: PLC0415
+    from .models.registry import default_lr, shipped_weights  # noqa: PLC0415
     from .train import TrainConfig, Trainer, evaluate_model  # noqa: PLC0415
     from .viz import plot_default_boxes, plot_history, plot_matching, show_detections  # noqa: PLC0415
 
@@ -325,6 +303,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .models.registry import model_names, ssd_names  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(prog="minissd", description="SSD from scratch on NumPy/CuPy.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -343,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a detector", description="Train a detector; checkpoints "
                            "go to OUT/checkpoint.npz (resumable with --resume).")
-    train.add_argument("--model", choices=MODELS, default="ssd_mini")
+    train.add_argument("--model", choices=model_names(), default="ssd_mini")
     train.add_argument("--data", choices=["shapes", "voc"], default="shapes")
     train.add_argument("--data-root", help="VOCdevkit folder (with --data voc)")
     train.add_argument("--year", default="2007", help="VOC year (with --data voc)")
@@ -396,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     boxes = sub.add_parser("boxes", help="the default-box table of a preset",
                            description="Feature maps, sizes, ratios and default-box counts per map.")
-    boxes.add_argument("--model", choices=["ssd300", "ssd512", "ssd_mini"], default="ssd300")
+    boxes.add_argument("--model", choices=ssd_names(), default="ssd300")
     boxes.set_defaults(func=_cmd_boxes)
 
     try:
