@@ -91,10 +91,11 @@ class YOLOv1(Module):
         self.conv_grid = Conv2d(ch, ch, fc7_size - grid + 1)
         if batch_norm:
             self.bn_a, self.bn_grid = BatchNorm2d(ch), BatchNorm2d(ch)
-        self.predict = Conv2d(ch, boxes_per_cell * 5 + num_classes - 1, 1)
+        self.predict = Conv2d(ch, self.output_channels, 1)
 
     @property
     def output_channels(self) -> int:
+        """Channels of the grid output per cell: B * 5 box values and C' class scores."""
         return self.boxes_per_cell * 5 + self.num_classes - 1
 
     # ------------------------------------------------------------------ checkpoints
