@@ -28,15 +28,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from minissd import backend  # noqa: E402
 from minissd.cli import EVAL_SEED  # noqa: E402
 from minissd.data import ConcatDataset, ShapesDataset  # noqa: E402
-from minissd.models import ssd_mini, yolov1_mini  # noqa: E402
+from minissd.models.registry import build_model  # noqa: E402
 from minissd.train import TrainConfig, Trainer, evaluate_model, save_checkpoint  # noqa: E402
 
 
 def run(name: str, minutes: float, evals: int, mixed: ShapesDataset, flock: ShapesDataset, batch: int,
         lr: float, seed: int, augment: bool, save: str | None) -> list[dict]:
     backend.seed(seed)
-    build = {"ssd_mini": ssd_mini, "yolov1": yolov1_mini}[name]
-    model = build(num_classes=ShapesDataset.num_classes)
+    model = build_model(name, num_classes=ShapesDataset.num_classes)
     # images are drawn on the fly, so a large set costs nothing; 3 mixed scenes per flock scene
     train = ConcatDataset([ShapesDataset(30000, scene="mixed", seed=seed),
                            ShapesDataset(10000, scene="flock", seed=seed)])

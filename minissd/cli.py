@@ -16,20 +16,12 @@ from typing import Any
 
 import numpy
 
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-SHIPPED = {"ssd_mini": "ssd_mini_shapes.npz", "yolov1": "yolov1_mini_shapes.npz"}
-MODELS = ("ssd_mini", "ssd300", "ssd512", "yolov1")
 # held-out ShapesDataset seeds: training uses seeds below 1000, evaluation these
 EVAL_SEED = 1000
 
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit code 1."""
-
-
-def shipped_weights(model: str = "ssd_mini") -> str:
-    """Path of the weights shipped inside the package for ``model`` ("ssd_mini" or "yolov1")."""
-    return os.path.join(WEIGHTS_DIR, SHIPPED[model])
 
 
 def _set_backend(name: str, seed: int | None = None) -> None:
@@ -156,57 +148,15 @@ def _validation_set(args: argparse.Namespace, train_set: Any) -> tuple[Any, Any,
                               f"{len(train_part)}")
 
 
-def _record_class_names(path: str, names: Sequence[str]) -> None:
-    """Add the class names to a checkpoint's description, so that ``detect`` prints them."""
-    from .train import _atomic_savez  # noqa: PLC0415
-
-    with numpy.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    meta = json.loads(str(arrays["meta"]))
-    meta["class_names"] = list(names)
-    arrays["meta"] = numpy.array(json.dumps(meta))
-    _atomic_savez(path, arrays)
-
-
-def checkpoint_class_names(path: str) -> tuple[str, ...] | None:
-    """The class names a checkpoint records (background first), or None (older or converted checkpoints)."""
-    try:
-        with numpy.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
-    except (OSError, ValueError):
-        return None
-    names = meta.get("class_names") if isinstance(meta, dict) else None
-    if isinstance(names, list) and len(names) >= 2 and all(isinstance(n, str) for n in names):
-        return tuple(names)
-    return None
-
-
-def build_named_model(name: str, num_classes: int) -> Any:
-    from .models import ssd300, ssd512, ssd_mini, yolov1_mini  # noqa: PLC0415
-
-    builders = {"ssd_mini": ssd_mini, "ssd300": ssd300, "ssd512": ssd512, "yolov1": yolov1_mini}
-    if name not in builders:
-        raise CLIError(f"--model: expected one of {', '.join(builders)}, got {name!r}")
-    return builders[name](num_classes=num_classes)
-
-
 # ---------------------------------------------------------------------------- boxes
 def _cmd_boxes(args: argparse.Namespace) -> int:
-    from .config import SSDConfig  # noqa: PLC0415
+    from .models.registry import ssd_config  # noqa: PLC0415
 
-    presets = {"ssd300": SSDConfig.ssd300, "ssd512": SSDConfig.ssd512, "ssd_mini": SSDConfig.mini}
-    cfg = presets[args.model]()
-    print(cfg.format_table())
+    print(ssd_config(args.model).format_table())
     return 0
 
 
 # ---------------------------------------------------------------------------- train
-def default_lr(model: str, optimizer: str) -> float:
-    """The learning rate ``minissd train`` uses without ``--lr``: Adam 1e-2 for the mini detectors (the best of
-    3e-3, 1e-2 and 2e-2 measured in docs/benchmarks.md), 1e-3 otherwise (the paper's SGD rate for SSD300)."""
-    return 1e-2 if optimizer == "adam" and model in ("ssd_mini", "yolov1") else 1e-3
-
-
 def planned_steps(steps: int | None, epochs: int | None, minutes: float | None, images: int, batch_size: int) -> int:
     """Optimizer steps of a ``minissd train`` run: ``--steps``, else ``--epochs`` passes, else (with only
     ``--minutes``) no step limit, so the time limit ends the run and drives the cosine decay; one epoch when
@@ -219,6 +169,7 @@ def planned_steps(steps: int | None, epochs: int | None, minutes: float | None, 
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .models.registry import build_model, default_lr  # noqa: PLC0415
     from .train import TrainConfig, Trainer  # noqa: PLC0415
 
     _set_backend(args.backend, args.seed)
@@ -233,7 +184,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_set, val_set, where = _validation_set(args, train_set)
     print(f"classes ({_num_classes(train_set) - 1}): {', '.join(train_set.class_names[1:])}")
     print(f"validation: {where}")
-    model = build_named_model(args.model, _num_classes(train_set))
+    model = build_model(args.model, num_classes=_num_classes(train_set))
     if args.resume:
         from .models.ssd import InputConvention  # noqa: PLC0415
         from .train import read_checkpoint  # noqa: PLC0415
@@ -259,12 +210,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
                       time_limit=args.minutes * 60 if args.minutes else None, warmup_steps=args.warmup,
                       num_workers=args.workers, augment=augment)
+    model.class_names = tuple(train_set.class_names)  # recorded in every checkpoint, so detect prints them
     trainer = Trainer(model, train_set, val_set, cfg, out_dir=args.out)
     if args.resume:
         trainer.resume(args.resume)
         print(f"resumed from {args.resume} at step {trainer.step}")
     history = trainer.fit()
-    _record_class_names(trainer.checkpoint_path(), train_set.class_names)
     last = history.evals[-1]["map"] if history.evals else float("nan")
     print(f"trained {args.model} for {trainer.step} steps in {trainer.train_seconds / 60:.1f} min; "
           f"mAP@0.5 {last:.3f} on {len(val_set)} held-out images; checkpoint {trainer.checkpoint_path()}")
@@ -273,6 +224,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- evaluate
 def _load_weights(path: str | None, model_name: str = "ssd_mini") -> Any:
+    from .models.registry import shipped_weights  # noqa: PLC0415
     from .train import load_model  # noqa: PLC0415
 
     path = path or shipped_weights(model_name)
@@ -338,7 +290,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError("--classes: only with --data voc (COCO files list their categories)")
     class_names = None
     if args.data == "voc":  # the label order the model was trained with, when known; else sorted names
-        class_names = _parse_classes(args.classes) or checkpoint_class_names(path) or _class_names_for(model)
+        class_names = _parse_classes(args.classes) or _class_names_for(model)
     split = args.split if args.data == "voc" else "test"
     dataset = make_dataset(args.data, split, count, args.scene, args.data_root, args.year, args.seed,
                            annotations=args.annotations, image_dir=image_dir, class_names=class_names,
@@ -386,7 +338,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     images = [_read_image(p) for p in args.images]
     plt = _matplotlib()
     os.makedirs(args.out, exist_ok=True)
-    names = checkpoint_class_names(path) or _class_names_for(model)
+    names = _class_names_for(model)
     results = []
     for image_path, image, det in zip(args.images, images, predict(model, images, args.threshold)):
         from . import backend  # noqa: PLC0415
@@ -455,6 +407,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .config import SSDConfig  # noqa: PLC0415
     from .data import ShapesDataset  # noqa: PLC0415
     from .models import ssd_mini  # noqa: PLC0415
+    from .models.registry import default_lr, shipped_weights  # noqa: PLC0415
     from .train import TrainConfig, Trainer, evaluate_model  # noqa: PLC0415
     from .viz import plot_default_boxes, plot_history, plot_matching, show_detections  # noqa: PLC0415
 
@@ -541,6 +494,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .models.registry import model_names, ssd_names  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(prog="minissd", description="SSD from scratch on NumPy/CuPy.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -559,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a detector", description="Train a detector; checkpoints "
                            "go to OUT/checkpoint.npz (resumable with --resume).")
-    train.add_argument("--model", choices=MODELS, default="ssd_mini")
+    train.add_argument("--model", choices=model_names(), default="ssd_mini")
     train.add_argument("--data", choices=["shapes", "voc", "coco"], default="shapes")
     train.add_argument("--data-root", help="VOCdevkit folder (with --data voc)")
     train.add_argument("--year", default="2007", help="VOC year (with --data voc)")
@@ -641,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     boxes = sub.add_parser("boxes", help="the default-box table of a preset",
                            description="Feature maps, sizes, ratios and default-box counts per map.")
-    boxes.add_argument("--model", choices=["ssd300", "ssd512", "ssd_mini"], default="ssd300")
+    boxes.add_argument("--model", choices=ssd_names(), default="ssd300")
     boxes.set_defaults(func=_cmd_boxes)
 
     try:

@@ -23,7 +23,7 @@ and one with (2, 3) has 6.
 Centres of map k are ``((j + 0.5) * step_k, (i + 0.5) * step_k) / input_size`` for row i and column j;
 ``steps = None`` uses ``step_k = input_size / f_k``, the paper's ``(j + 0.5) / f_k``.
 
-The backbone is the modified VGG16 (the models issue builds it): 3x3 convolutions that keep the size,
+The backbone is the modified VGG16 (:mod:`minissd.models.vgg`): 3x3 convolutions that keep the size,
 2x2 max pools at pool1..pool4 (pool3 rounds up, Caffe's ceil mode: 75 -> 38 at 300 px input), a 3x3
 stride-1 pool5 and the convolutional fc6/fc7. So conv4_3 is ``ceil(floor(floor(S/2)/2)/2)`` and fc7
 half of that (rounded down). Each extra block is a 1x1 convolution to ``mid_channels`` then a
@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .sizes import conv_output_size
+
 #: the backbone layers that can serve as sources, in the order they appear in the network
 BACKBONE_SOURCES = ("conv4_3", "fc7")
 #: the ways ``SSDConfig.clip`` can clip default boxes (see SSDConfig.clip_mode)
@@ -51,7 +53,7 @@ class ExtraBlock(NamedTuple):
     ``out_channels``.
 
     Channel counts are given at width 1.0, as released (256 -> 512 for SSD300's conv8); the network
-    multiplies them by the config's ``width`` like VGG's (:meth:`SSDConfig.scaled_channels`).
+    multiplies them by the config's ``width`` like VGG's (:func:`minissd.sizes.scaled_channels`).
     Output size: ``floor((f + 2 * padding - kernel_size) / stride) + 1``.
     """
 
@@ -62,8 +64,23 @@ class ExtraBlock(NamedTuple):
     kernel_size: int = 3
 
     def output_size(self, size: int) -> int:
-        """Spatial size after this block for an input of ``size`` x ``size``."""
-        return (size + 2 * self.padding - self.kernel_size) // self.stride + 1
+        """Spatial size after this block for an input of ``size`` x ``size`` (the 1x1 conv keeps it)."""
+        return conv_output_size(size, self.kernel_size, stride=self.stride, padding=self.padding)
+
+
+def vgg_feature_sizes(input_size: int) -> tuple[int, int]:
+    """Sides of conv4_3 and fc7 of the modified VGG16 for a square input of ``input_size`` pixels.
+
+    Its 3x3 convolutions keep the size; pool1 .. pool4 are 2x2 with stride 2, pool3 in ceil mode;
+    pool5 (3x3, stride 1, padding 1), fc6 (3x3, dilation 6, padding 6) and fc7 (1x1) keep the size.
+    300 -> 150 -> 75 -> 38 (conv4_3) -> 19 (fc7).
+    """
+    size = input_size
+    for pool in ("pool1", "pool2", "pool3"):
+        size = conv_output_size(size, 2, stride=2, ceil_mode=(pool == "pool3"))
+    conv4_3 = size
+    fc7 = conv_output_size(conv4_3, 2, stride=2)  # pool4
+    return conv4_3, fc7
 
 
 def _fmt(x: float) -> str:
@@ -234,9 +251,7 @@ class SSDConfig:
 
     def expected_feature_maps(self) -> tuple[int, ...]:
         """Feature-map sizes the modified VGG16 and the extra blocks produce at ``input_size``."""
-        s = self.input_size
-        conv4_3 = math.ceil((s // 2 // 2) / 2)  # pool1, pool2 floor; pool3 ceil mode
-        fc7 = conv4_3 // 2  # pool4 floor; pool5 (3x3, stride 1, pad 1), fc6 and fc7 keep the size
+        conv4_3, fc7 = vgg_feature_sizes(self.input_size)
         sizes = {"conv4_3": conv4_3, "fc7": fc7}
         out = [sizes[name] for name in self.sources]
         f = fc7
@@ -270,13 +285,6 @@ class SSDConfig:
         scales = [self.s_min + delta * k for k in range(m + 1)]  # s_1 .. s_m, and s_(m+1) one step further
         return (tuple(s * self.input_size for s in scales[:m]),
                 tuple(s * self.input_size for s in scales[1:]))
-
-    def scaled_channels(self, channels: int) -> int:
-        """A channel count at this config's width: ``max(1, round(channels * width))``.
-
-        For example 512 -> 64 at width 1/8. Applies to VGG's layers and to the extra blocks.
-        """
-        return max(1, int(round(channels * self.width)))
 
     def table(self) -> list[dict[str, Any]]:
         """One row per feature map, as plain data (for ``minissd boxes``, notebooks and docs).
@@ -387,13 +395,10 @@ class SSDConfig:
           size range without gaps (10, 18 | 32, 45 | 64, 76 | 90, 104 | 120, 135 px, plus the 2:1, 1:2,
           3:1, 1:3 boxes), and the smallest must come down to the smallest objects. SSD300's proportions
           (16 px smallest box at 160 px) leave objects under 8% of the side almost uncovered.
-        * measurement (:func:`minissd.priors.best_overlaps`, share of objects whose best default box has
-          IoU >= 0.5), on 3400 objects of 1000 "mixed" ShapesDataset images and 3950 of 150 "flock" images
-          (160 px, seed 7): 73% mixed / 20% flock with these sizes; 72% / 20% with 10, 28, 60, 90, 120
-          (max ..., 152); 72% / 15% with 12, 28, 56, 88, 120; 71% / 3% with SSD300's proportions
-          (16, 32, 59, 86, 114 / 32, 59, 86, 114, 141). By object size (longer side, mixed): under 8% of
-          the side 21%, 8-16% 80%, 16-32% 86%, 32-64% 98%, over 64% 98%. On random boxes (side
-          log-uniform in 4-80%, aspect 1:2 to 2:1) the share is 77%; for 4-10% boxes, 43%.
+        * measurement: :func:`minissd.priors.best_overlaps` gives the share of objects whose best default box
+          reaches IoU 0.5; with these sizes it is higher than with the other sets tried and with SSD300's
+          proportions, on both "mixed" and "flock" scenes (docs/benchmarks.md, "Default boxes of the mini
+          preset").
         * the limit is geometry, not the sizes: the centres of the 20 x 20 map are 8 px apart, and a flock
           object of 6-13 px lying 3-4 px off every centre in x and y has no box with IoU 0.5 whatever its
           size (no first-map size tried did better than 24% on flocks). Matching still gives every object
@@ -411,8 +416,8 @@ class SSDConfig:
             width=1 / 8,
             batch_norm=True,
             # BatchNorm already puts conv4_3 on the scale of the other sources; the paper's 20 (for VGG
-            # without BatchNorm) made the conv4_3 heads' outputs 3-4x larger and training slower: measured
-            # mAP 0.22 vs 0.13 after 4 min (docs/benchmarks.md, "Time to mAP")
+            # without BatchNorm) made the conv4_3 heads' outputs larger and training slower
+            # (docs/benchmarks.md, "The recipe, and how it was found")
             l2norm_scale=5.0,
             # SSD300's conv8, conv10 and conv11 blocks (x 1/8: 32 -> 64, 16 -> 32 channels)
             extras=(

@@ -1,4 +1,4 @@
-"""Optimizers (SGD with momentum and weight decay, Adam) and learning-rate schedules.
+"""Optimizers (SGD with momentum and weight decay, Adam) and the learning-rate schedule.
 
 An optimizer holds the model's Parameters in *parameter groups* (a list of dicts with ``"params"`` and
 the hyper-parameters, as in PyTorch, so that a schedule can change ``"lr"``), and ``step()`` updates
@@ -19,7 +19,8 @@ can be written into the same ``.npz`` checkpoint as the weights and a resumed ru
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy
@@ -27,8 +28,7 @@ import numpy
 from . import backend
 from .autograd import Tensor, no_grad
 
-__all__ = ["SGD", "Adam", "LRScheduler", "LambdaLR", "LinearWarmupLR", "MultiStepLR", "Optimizer",
-           "WarmupMultiStepLR"]
+__all__ = ["SGD", "Adam", "LRSchedule", "Optimizer"]
 
 
 class Optimizer:
@@ -239,33 +239,66 @@ class Adam(Optimizer):
         p.data -= step_size * (m / denom)
 
 
-# =========================================================================== schedules
-class LRScheduler:
-    """Sets ``lr = initial_lr * factor(step)`` in every group; call ``step()`` once per iteration.
+# =========================================================================== schedule
+class LRSchedule:
+    """The learning-rate schedule of a training run: linear warm-up, then a decay; one ``step()`` per iteration.
 
-    ``step`` counts the calls to :meth:`step` (0 right after construction, which already applies
-    ``factor(0)``). ``state_dict()`` / ``load_state_dict()`` save and restore the count.
+    ``lr = initial_lr * factor(step)`` in every parameter group, where ``step`` counts the calls to
+    :meth:`step` (0 right after construction, which already applies ``factor(0)``):
+
+    * warm-up: ``(step + 1) / warmup_steps`` for the first ``warmup_steps`` steps (avoids the large,
+      badly aimed first updates of a freshly initialised detector);
+    * then ``decay``: ``"cosine"`` from 1 down to ``min_factor`` at ``total_steps``,
+      ``"multistep"`` (x ``gamma`` at each of ``milestones``: SSD300's 80k and 100k), or ``"constant"``.
+
+    ``progress`` (passed to :meth:`step`, e.g. elapsed / time limit) lets a time-limited run finish its
+    cosine decay when the time is up rather than at ``total_steps``: the decay follows whichever is
+    further along. ``state_dict()`` / ``load_state_dict()`` save and restore the step and the progress.
     """
 
-    def __init__(self, optimizer: Optimizer) -> None:
+    DECAYS = ("cosine", "multistep", "constant")
+
+    def __init__(self, optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, decay: str = "cosine",
+                 min_factor: float = 0.0, milestones: Sequence[int] = (), gamma: float = 0.1) -> None:
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}(optimizer): expected an Optimizer, "
-                            f"got {type(optimizer).__name__}")
+            raise TypeError(f"LRSchedule(optimizer): expected an Optimizer, got {type(optimizer).__name__}")
+        if decay not in self.DECAYS:
+            raise ValueError(f"LRSchedule(decay): expected one of {', '.join(self.DECAYS)}, got {decay!r}")
+        if total_steps < 1 or warmup_steps < 0:
+            raise ValueError(f"LRSchedule: expected total_steps >= 1 and warmup_steps >= 0, got {total_steps}, "
+                             f"{warmup_steps}")
         self.optimizer = optimizer
+        self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
+        self.decay, self.min_factor = decay, float(min_factor)
+        self.milestones, self.gamma = sorted(int(m) for m in milestones), float(gamma)
         self.last_step = 0
+        self.progress = 0.0
         self._apply()
 
-    def factor(self, step: int) -> float:
-        raise NotImplementedError  # pragma: no cover
+    def factor(self, step: int, progress: float = 0.0) -> float:
+        """Multiplier of the initial learning rate at ``step`` (0-based)."""
+        if self.warmup_steps > 0 and step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.decay == "cosine":
+            span = max(1, self.total_steps - self.warmup_steps)
+            t = min(1.0, max((step - self.warmup_steps) / span, progress))
+            lo = self.min_factor
+            return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * t))
+        if self.decay == "multistep":
+            return self.gamma ** bisect.bisect_right(self.milestones, step)
+        return 1.0
 
     def _apply(self) -> None:
-        f = self.factor(self.last_step)
+        f = self.factor(self.last_step, self.progress)
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * f
 
-    def step(self) -> None:
-        """Advance one iteration and set the new learning rates."""
+    def step(self, progress: float | None = None) -> None:
+        """Advance one iteration (``progress``: the fraction of the run done by another measure) and set the
+        new learning rates."""
         self.last_step += 1
+        if progress is not None:
+            self.progress = float(progress)
         self._apply()
 
     def get_lr(self) -> list[float]:
@@ -273,70 +306,10 @@ class LRScheduler:
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, numpy.ndarray]:
-        return {"last_step": numpy.asarray(self.last_step)}
+        return {"last_step": numpy.asarray(self.last_step), "progress": numpy.asarray(self.progress)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.last_step = int(backend.to_numpy(state["last_step"]))
+        # checkpoints from before the progress was saved restart the time-based decay at 0
+        self.progress = float(backend.to_numpy(state["progress"])) if "progress" in state else 0.0
         self._apply()
-
-
-class LambdaLR(LRScheduler):
-    """``lr = initial_lr * fn(step)`` for any function ``fn``."""
-
-    def __init__(self, optimizer: Optimizer, fn: Callable[[int], float]) -> None:
-        self.fn = fn
-        super().__init__(optimizer)
-
-    def factor(self, step: int) -> float:
-        return float(self.fn(step))
-
-
-class MultiStepLR(LRScheduler):
-    """Multiply the learning rate by ``gamma`` at each milestone: factor ``gamma ** (#milestones <= step)``.
-
-    SSD300 on VOC: lr 1e-3, milestones (80k, 100k), gamma 0.1.
-    """
-
-    def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1) -> None:
-        self.milestones = sorted(int(m) for m in milestones)
-        self.gamma = float(gamma)
-        super().__init__(optimizer)
-
-    def factor(self, step: int) -> float:
-        return self.gamma ** bisect.bisect_right(self.milestones, step)
-
-
-class LinearWarmupLR(LRScheduler):
-    """Ramp the learning rate linearly from ``start_factor * lr`` to ``lr`` over ``warmup_steps`` steps.
-
-    Warm-up avoids the large, badly-aimed first updates of a freshly initialised detector.
-    """
-
-    def __init__(self, optimizer: Optimizer, warmup_steps: int, start_factor: float = 1.0 / 3) -> None:
-        if warmup_steps < 0 or not 0 < start_factor <= 1:
-            raise ValueError(f"LinearWarmupLR: expected warmup_steps >= 0 and 0 < start_factor <= 1, "
-                             f"got {warmup_steps}, {start_factor}")
-        self.warmup_steps, self.start_factor = int(warmup_steps), float(start_factor)
-        super().__init__(optimizer)
-
-    def factor(self, step: int) -> float:
-        if self.warmup_steps == 0 or step >= self.warmup_steps:
-            return 1.0
-        return self.start_factor + (1 - self.start_factor) * step / self.warmup_steps
-
-
-class WarmupMultiStepLR(LRScheduler):
-    """Linear warm-up followed by multi-step decay (the product of the two factors)."""
-
-    def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
-                 warmup_steps: int = 0, start_factor: float = 1.0 / 3) -> None:
-        self.milestones = sorted(int(m) for m in milestones)
-        self.gamma = float(gamma)
-        self.warmup_steps, self.start_factor = int(warmup_steps), float(start_factor)
-        super().__init__(optimizer)
-
-    def factor(self, step: int) -> float:
-        warm = 1.0
-        if self.warmup_steps and step < self.warmup_steps:
-            warm = self.start_factor + (1 - self.start_factor) * step / self.warmup_steps
-        return warm * self.gamma ** bisect.bisect_right(self.milestones, step)

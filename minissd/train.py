@@ -1,13 +1,16 @@
 """The training loop shared by notebooks and the CLI: loss, optimizer, schedule, checkpoints, resume.
 
-One step: a batch of augmented images -> the model -> targets (SSD: :func:`~minissd.matching.match_batch`
-against the default boxes; YOLOv1: its grid targets) -> the loss -> ``backward()`` -> an optimizer step
--> a learning-rate schedule step.
+One step: a batch of augmented images -> ``outputs = model(images)`` -> ``model.loss(outputs, boxes,
+labels)`` (each detector knows its targets: SSD matches the ground truth to its default boxes, YOLOv1
+assigns it to grid cells) -> ``backward()`` -> an optimizer step -> a learning-rate schedule step.
+The loop needs only what every detector offers: ``model.input_size``, ``model.loss``, ``model.detect``
+and ``model.describe()``.
 
 Checkpoints are ``.npz`` files (read with ``allow_pickle=False``) holding the model's parameters and
-buffers, the optimizer's and the schedule's state, the step, and the model's description (so
-``minissd evaluate --weights`` can rebuild it). They are written to a temporary file and renamed, so
-a crash never leaves half a checkpoint. The data order and every augmentation are functions of
+buffers, the optimizer's and the schedule's state, the step, and ``model.describe()`` (so
+``minissd evaluate --weights`` can rebuild it, :func:`load_model`). They are written with
+:func:`minissd.nn.serialization.save_npz` (a temporary file, then a rename), so a crash never leaves half
+a checkpoint. The data order and every augmentation are functions of
 (seed, epoch, index), so step + seed fix the random state: a run resumed from a checkpoint continues
 exactly as if it had not stopped.
 
@@ -20,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -30,16 +32,14 @@ import numpy
 
 from . import backend
 from .autograd import Tensor, no_grad
-from .config import ExtraBlock, SSDConfig
 from .data.loader import DataLoader
 from .data.transforms import eval_transform, train_transform
 from .evaluation import evaluate_detections
-from .loss import MultiBoxLoss
-from .matching import match_batch
-from .models import SSD, YOLOv1
+from .models.registry import model_from_description
 from .models.ssd import InputConvention
 from .nn import Module
-from .optim import SGD, Adam, LambdaLR, Optimizer
+from .nn.serialization import load_npz, save_npz
+from .optim import SGD, Adam, LRSchedule, Optimizer
 
 CHECKPOINT_FORMAT = 1
 
@@ -62,6 +62,8 @@ class TrainConfig:
         ``steps``, so set ``steps`` to what fits in the time.
     eval_every / checkpoint_every: steps between evaluations / checkpoints (0: only at the end).
     augment: use the SSD augmentation pipeline (else only resize + normalise).
+    loss_options: keyword arguments of ``model.loss`` (SSD: ``neg_pos_ratio``, ``alpha``; YOLOv1:
+        ``lambda_coord``, ``lambda_noobj``); empty: the paper's values.
     """
 
     steps: int = 1000
@@ -75,7 +77,6 @@ class TrainConfig:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     min_lr_factor: float = 0.02
-    neg_pos_ratio: float = 3.0
     seed: int = 0
     time_limit: float | None = None
     eval_every: int = 0
@@ -83,6 +84,7 @@ class TrainConfig:
     eval_images: int | None = None
     augment: bool = True
     num_workers: int = 2
+    loss_options: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -99,6 +101,9 @@ class TrainConfig:
         if self.time_limit is not None and not self.time_limit > 0:
             raise ValueError(f"TrainConfig(time_limit): expected seconds > 0 or None, got {self.time_limit!r}")
         self.milestones = tuple(int(m) for m in self.milestones)
+        if not isinstance(self.loss_options, dict):
+            raise ValueError(f"TrainConfig(loss_options): expected a dict of keyword arguments of model.loss, "
+                             f"got {self.loss_options!r}")
 
 
 @dataclass
@@ -113,51 +118,6 @@ class History:
         return numpy.array([r[name] for r in rows], dtype=numpy.float64)
 
 
-# ---------------------------------------------------------------------------- model description
-def describe_model(model: Module) -> dict[str, Any]:
-    """A JSON-able description from which :func:`build_model` rebuilds an untrained copy of ``model``."""
-    if isinstance(model, SSD):
-        cfg = asdict(model.config)
-        out: dict[str, Any] = {"kind": "ssd", "config": cfg}
-        # recorded only when they differ from minissd's defaults, so older descriptions stay equal
-        if model.input_convention != InputConvention():
-            out["input"] = asdict(model.input_convention)
-        if model.class_names is not None:
-            out["class_names"] = list(model.class_names)
-        return out
-    if isinstance(model, YOLOv1):
-        return {"kind": "yolov1", "num_classes": model.num_classes, "input_size": model.input_size,
-                "grid": model.grid, "boxes_per_cell": model.boxes_per_cell, "width": model.base.width,
-                "batch_norm": model.base.batch_norm}
-    raise TypeError(f"describe_model(model): expected an SSD or YOLOv1, got {type(model).__name__}")
-
-
-def build_model(description: dict[str, Any]) -> Module:
-    """The model that :func:`describe_model` described (freshly initialised)."""
-    kind = description.get("kind")
-    if kind == "ssd":
-        cfg = dict(description["config"])
-        for key, value in cfg.items():
-            if isinstance(value, list):
-                cfg[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        cfg["extras"] = tuple(ExtraBlock(*b) for b in cfg.get("extras", ()))
-        model = SSD(SSDConfig(**cfg))
-        if "input" in description:
-            model.input_convention = InputConvention(**description["input"])
-        if description.get("class_names") is not None:
-            model.class_names = tuple(description["class_names"])
-        return model
-    if kind == "yolov1":
-        args = {k: v for k, v in description.items() if k != "kind"}
-        return YOLOv1(**args)
-    raise ValueError(f"build_model(description): unknown model kind {kind!r}")
-
-
-def input_size_of(model: Module) -> int:
-    """The square input side (pixels) that ``model`` expects."""
-    return model.config.input_size if isinstance(model, SSD) else model.input_size
-
-
 def input_convention_of(model: Module) -> InputConvention:
     """How images are normalised for ``model``'s weights (recorded in its checkpoint; minissd's default)."""
     convention = getattr(model, "input_convention", None)
@@ -166,40 +126,34 @@ def input_convention_of(model: Module) -> InputConvention:
 
 def _eval_transform_for(model: Module) -> Any:
     convention = input_convention_of(model)
-    return eval_transform(input_size_of(model), convention.mean, convention.std)
+    return eval_transform(model.input_size, convention.mean, convention.std)
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def _atomic_savez(path: str, arrays: dict[str, Any]) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            numpy.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def input_size_of(model: Module) -> int:
+    """The square input side (pixels) that ``model`` expects (``model.input_size``)."""
+    return model.input_size
+
+
+def _description(model: Module) -> dict[str, Any]:
+    describe = getattr(model, "describe", None)
+    if describe is None:
+        raise TypeError(f"save_checkpoint(model): expected a detector with describe() (SSD, YOLOv1), "
+                        f"got {type(model).__name__}")
+    return describe()
 
 
 def save_checkpoint(path: str, model: Module, optimizer: Optimizer | None = None, scheduler: Any = None,
                     step: int = 0, extra: dict[str, Any] | None = None) -> str:
     """Write model (+ optimizer, schedule, step) to ``path`` atomically; returns ``path``."""
     arrays: dict[str, Any] = {}
-    for name, value in model.state_dict().items():
-        arrays["model/" + name] = backend.to_numpy(value)
-    if optimizer is not None:
-        for name, value in optimizer.state_dict().items():
-            arrays["optim/" + name] = backend.to_numpy(value)
-    if scheduler is not None:
-        for name, value in scheduler.state_dict().items():
-            arrays["sched/" + name] = backend.to_numpy(value)
-    meta = {"format": CHECKPOINT_FORMAT, "step": int(step), "model": describe_model(model)}
+    for prefix, part in (("model", model), ("optim", optimizer), ("sched", scheduler)):
+        if part is not None:
+            arrays.update({f"{prefix}/{name}": value for name, value in part.state_dict().items()})
+    meta = {"format": CHECKPOINT_FORMAT, "step": int(step), "model": _description(model)}
     meta.update(extra or {})
     arrays["meta"] = numpy.array(json.dumps(meta))
-    _atomic_savez(path, arrays)
+    save_npz(path, arrays)
     return path
 
 
@@ -208,8 +162,7 @@ def read_checkpoint(path: str) -> tuple[dict[str, Any], dict[str, dict[str, nump
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     try:
-        with numpy.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
+        data = load_npz(path)
     except Exception as exc:
         raise ValueError(f"checkpoint {path!r} is not a readable .npz file ({exc})") from None
     if "meta" not in data:
@@ -233,7 +186,7 @@ def load_model(path: str, model: Module | None = None) -> Module:
         raise ValueError(f"checkpoint {path!r} holds only a backbone (VGG16 base); start training from it with "
                          "`minissd train --backbone` (minissd.train.load_backbone)")
     if model is None:
-        model = build_model(meta["model"])
+        model = model_from_description(meta["model"])
     try:
         model.load_state_dict(parts["model"], strict=True)
     except (KeyError, ValueError) as exc:
@@ -248,8 +201,9 @@ def load_backbone(model: Module, path: str) -> tuple[list[str], list[str]]:
     them); the layers the backbone lacks (extras, L2Norm, heads) keep their initialisation. The model takes
     on the backbone's input convention. Returns (loaded keys, keys left at their initialisation).
     """
-    if not isinstance(model, SSD):
-        raise TypeError(f"load_backbone(model): expected an SSD, got {type(model).__name__}")
+    if not hasattr(model, "input_convention") or not hasattr(model, "base"):
+        raise TypeError(f"load_backbone(model): expected an SSD (a VGG16 base and an input convention), "
+                        f"got {type(model).__name__}")
     meta, parts = read_checkpoint(path)
     if meta.get("kind") != "backbone":
         raise ValueError(f"--backbone {path!r}: not a backbone checkpoint (made by `minissd convert` from an ImageNet "
@@ -270,25 +224,6 @@ def load_backbone(model: Module, path: str) -> tuple[list[str], list[str]]:
     if "input" in meta:
         model.input_convention = InputConvention(**meta["input"])
     return sorted(state), sorted(k for k in own if k not in state)
-
-
-# ---------------------------------------------------------------------------- schedule
-def lr_factor(step: int, config: TrainConfig, time_fraction: float = 0.0) -> float:
-    """Multiplier of ``config.lr`` at ``step`` (0-based): linear warm-up, then the chosen decay.
-
-    ``time_fraction`` (elapsed / ``time_limit``) lets a time-limited run finish its cosine decay when
-    the time is up rather than at ``steps``: the decay follows whichever is further along.
-    """
-    if config.warmup_steps > 0 and step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    if config.schedule == "cosine":
-        span = max(1, config.steps - config.warmup_steps)
-        t = min(1.0, max((step - config.warmup_steps) / span, time_fraction))
-        lo = config.min_lr_factor
-        return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * t))
-    if config.schedule == "multistep":
-        return config.gamma ** sum(step >= m for m in config.milestones)
-    return 1.0
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -352,33 +287,28 @@ class Trainer:
         else:
             self.optimizer = Adam(params, lr=cfg.lr)
         self.train_seconds = 0.0
-        self.scheduler = LambdaLR(self.optimizer, self._lr_factor)
-        size, convention = input_size_of(model), input_convention_of(model)
+        self.scheduler = LRSchedule(self.optimizer, total_steps=cfg.steps, warmup_steps=cfg.warmup_steps,
+                                    decay=cfg.schedule, min_factor=cfg.min_lr_factor, milestones=cfg.milestones,
+                                    gamma=cfg.gamma)
+        size, convention = model.input_size, input_convention_of(model)
         transform = (train_transform(size, convention.mean, convention.std) if cfg.augment
                      else eval_transform(size, convention.mean, convention.std))
         self.loader = DataLoader(train_set, cfg.batch_size, shuffle=True, transform=transform, seed=cfg.seed,
                                  drop_last=len(train_set) >= cfg.batch_size, num_workers=cfg.num_workers)
         if len(self.loader) == 0:
             raise ValueError(f"Trainer(train_set): it has {len(train_set)} images, fewer than one batch")
-        self.multibox = MultiBoxLoss(neg_pos_ratio=cfg.neg_pos_ratio)
         self.step = 0
         self.history = History()
 
-    def _lr_factor(self, step: int) -> float:
+    def _time_progress(self) -> float:
+        """Fraction of ``time_limit`` used so far (0 without a limit): the schedule's clock."""
         limit = self.config.time_limit
-        return lr_factor(step, self.config, self.train_seconds / limit if limit else 0.0)
+        return self.train_seconds / limit if limit else 0.0
 
     # ------------------------------------------------------------ one step
     def compute_loss(self, images: Any, boxes: list[Any], labels: list[Any]) -> tuple[Tensor, Tensor]:
         """(localisation loss, confidence loss) of the model on one batch."""
-        if isinstance(self.model, YOLOv1):
-            out = self.model(images)
-            loss_loc, loss_conf, _ = self.model.loss(out, boxes, labels)
-            return loss_loc, loss_conf
-        loc, conf = self.model(images)
-        cfg = self.model.config
-        loc_t, conf_t = match_batch(boxes, labels, self.model.default_boxes, variances=cfg.variances)
-        return self.multibox(loc, conf, loc_t, conf_t)
+        return self.model.loss(self.model(images), boxes, labels, **self.config.loss_options)
 
     def train_step(self, images: Any, boxes: list[Any], labels: list[Any]) -> dict[str, float]:
         self.model.train()
@@ -394,7 +324,7 @@ class Trainer:
             )
         total.backward()
         self.optimizer.step()
-        self.scheduler.step()
+        self.scheduler.step(progress=self._time_progress())
         return {"loss": value, "loss_loc": loss_loc.item(), "loss_conf": loss_conf.item()}
 
     # ------------------------------------------------------------ checkpoints
@@ -413,7 +343,7 @@ class Trainer:
     def resume(self, path: str) -> None:
         """Continue from checkpoint ``path``: the next step is exactly the one that would have followed."""
         meta, parts = read_checkpoint(path)
-        if meta.get("model") != json.loads(json.dumps(describe_model(self.model))):
+        if meta.get("model") != json.loads(json.dumps(self.model.describe())):
             raise ValueError(f"checkpoint {path!r} was written for a different model "
                              f"({meta.get('model', {}).get('kind')}); build the same model to resume")
         self.model.load_state_dict(parts["model"], strict=True)

@@ -273,7 +273,7 @@ plt.show()
 # %%
 from IPython.display import Markdown
 
-from minissd.cli import shipped_weights
+from minissd.models import shipped_weights
 from minissd.data import ShapesDataset
 from minissd.train import load_model
 

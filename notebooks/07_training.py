@@ -63,7 +63,8 @@ def show_jpeg(fig, quality=85):
 # %%
 import os
 
-from minissd.cli import EVAL_SEED, shipped_weights
+from minissd.cli import EVAL_SEED
+from minissd.models import shipped_weights
 from minissd.data import Normalize, ShapesDataset, train_transform
 from minissd.viz import draw_boxes, plot_history, show_detections, show_image
 
@@ -204,7 +205,7 @@ show_top(model, f"after {trainer.step} steps ({trainer.train_seconds:.0f} s): th
 # %% [markdown]
 # ## 4. The shipped weights
 #
-# `minissd.cli.shipped_weights("ssd_mini")` is the checkpoint that ships with the package, trained the same
+# `minissd.models.shipped_weights("ssd_mini")` is the checkpoint that ships with the package, trained the same
 # way for much longer (its step count and training time are printed below). `load_model` rebuilds the
 # model from the description stored in the checkpoint. Evaluated on the same held-out images:
 

@@ -61,7 +61,8 @@ import os
 
 from matplotlib.patches import Rectangle
 
-from minissd.cli import EVAL_SEED, shipped_weights
+from minissd.cli import EVAL_SEED
+from minissd.models import shipped_weights
 from minissd.config import SSDConfig
 from minissd.data import ShapesDataset
 from minissd.models import ssd_mini, yolov1_mini

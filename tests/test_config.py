@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from minissd.config import ExtraBlock, SSDConfig
+from minissd.sizes import scaled_channels
 
 
 def test_ssd300_preset_is_the_released_geometry():
@@ -43,8 +44,8 @@ def test_box_counts_per_location_and_in_total():
     assert m.num_priors == 2390
     assert m.width == pytest.approx(1 / 8) and m.batch_norm is True
     # extras are listed at width 1.0 and scaled like VGG: 256 -> 32, 512 -> 64 at width 1/8
-    assert [(m.scaled_channels(e.mid_channels), m.scaled_channels(e.out_channels)) for e in m.extras] == [
-        (32, 64), (16, 32), (16, 32)]
+    assert [(scaled_channels(e.mid_channels, m.width), scaled_channels(e.out_channels, m.width))
+            for e in m.extras] == [(32, 64), (16, 32), (16, 32)]
 
 
 def test_feature_map_sizes_follow_from_the_layers():
@@ -134,4 +135,5 @@ def test_presets_take_the_number_of_classes():
     assert SSDConfig.ssd300(num_classes=5).num_classes == 5
     assert SSDConfig.ssd512(num_classes=81).num_classes == 81
     assert SSDConfig.mini(num_classes=4).num_classes == 4
-    assert SSDConfig.mini().scaled_channels(512) == 64 and SSDConfig.ssd300().scaled_channels(512) == 512
+    assert scaled_channels(512, SSDConfig.mini().width) == 64
+    assert scaled_channels(512, SSDConfig.ssd300().width) == 512

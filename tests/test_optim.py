@@ -10,7 +10,7 @@ import pytest
 import minissd.nn as nn
 from minissd import backend, to_numpy
 from minissd.nn import Parameter
-from minissd.optim import SGD, Adam, LambdaLR, LinearWarmupLR, MultiStepLR, WarmupMultiStepLR
+from minissd.optim import SGD, Adam, LRSchedule
 
 
 def _param(values):
@@ -169,22 +169,63 @@ def _lrs(sched, steps):
 
 def test_multistep_schedule():
     opt = SGD([_param([0.0])], lr=1.0)
-    assert _lrs(MultiStepLR(opt, [2, 4], gamma=0.1), 6) == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    sched = LRSchedule(opt, total_steps=6, decay="multistep", milestones=[2, 4], gamma=0.1)
+    assert _lrs(sched, 6) == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
 
 
 def test_linear_warmup_schedule():
+    # step s of 3 warm-up steps runs at (s + 1) / 3 of the peak, then the peak holds
     opt = SGD([_param([0.0])], lr=0.9)
-    assert _lrs(LinearWarmupLR(opt, 3, start_factor=1 / 3), 5) == pytest.approx([0.3, 0.5, 0.7, 0.9, 0.9])
+    assert _lrs(LRSchedule(opt, total_steps=5, warmup_steps=3, decay="constant"), 5) == pytest.approx(
+        [0.3, 0.6, 0.9, 0.9, 0.9])
+
+
+def test_warmup_then_cosine_and_the_clock():
+    sched = LRSchedule(SGD([_param([0.0])], lr=1.0), total_steps=110, warmup_steps=10, decay="cosine")
+    # linear warm-up: step 0 -> 1/10, step 9 -> 10/10
+    assert sched.factor(0) == pytest.approx(0.1)
+    assert sched.factor(9) == pytest.approx(1.0)
+    # cosine over the 100 steps after warm-up: halfway (step 60) -> 0.5, the end -> min_factor 0
+    assert sched.factor(60) == pytest.approx(0.5)
+    assert sched.factor(110) == pytest.approx(0.0, abs=1e-12)
+    # with a time limit, the decay follows the clock when it is further along
+    assert sched.factor(20, progress=0.5) == pytest.approx(0.5)
+    floor = LRSchedule(SGD([_param([0.0])], lr=1.0), total_steps=10, decay="cosine", min_factor=0.02)
+    assert floor.factor(10) == pytest.approx(0.02)
+    ms = LRSchedule(SGD([_param([0.0])], lr=1.0), total_steps=100, decay="multistep", milestones=(50, 80))
+    assert [ms.factor(s) for s in (49, 50, 80)] == pytest.approx([1.0, 0.1, 0.01])
 
 
 def test_warmup_then_multistep_and_resume():
+    def make():
+        return LRSchedule(SGD([_param([0.0])], lr=1.0), total_steps=10, warmup_steps=2, decay="multistep",
+                          milestones=[3], gamma=0.5)
+
+    sched = make()
+    assert _lrs(sched, 5) == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.5])
+    sched2 = make()
+    sched2.load_state_dict(sched.state_dict())
+    assert sched2.last_step == 5 and sched2.optimizer.param_groups[0]["lr"] == pytest.approx(0.5)
+
+
+def test_schedule_resume_keeps_the_clock():
+    # a time-limited run saved half-way through its time resumes at the learning rate it had
+    def make():
+        return LRSchedule(SGD([_param([0.0])], lr=1.0), total_steps=1000, decay="cosine")
+
+    sched = make()
+    sched.step(progress=0.5)
+    assert sched.get_lr()[0] == pytest.approx(0.5)
+    resumed = make()
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed.get_lr()[0] == pytest.approx(0.5) and resumed.last_step == 1
+
+
+def test_bad_schedule_is_a_clear_error():
     opt = SGD([_param([0.0])], lr=1.0)
-    sched = WarmupMultiStepLR(opt, milestones=[3], gamma=0.5, warmup_steps=2, start_factor=0.5)
-    assert _lrs(sched, 5) == pytest.approx([0.5, 0.75, 1.0, 0.5, 0.5])
-    state = sched.state_dict()
-    opt2 = SGD([_param([0.0])], lr=1.0)
-    sched2 = WarmupMultiStepLR(opt2, milestones=[3], gamma=0.5, warmup_steps=2, start_factor=0.5)
-    sched2.load_state_dict(state)
-    assert sched2.last_step == 5 and opt2.param_groups[0]["lr"] == pytest.approx(0.5)
-    lam = LambdaLR(SGD([_param([0.0])], lr=2.0), lambda s: 1 / (s + 1))
-    assert _lrs(lam, 3) == pytest.approx([2.0, 1.0, 2 / 3])
+    with pytest.raises(ValueError, match=r"LRSchedule\(decay\).*'linear'"):
+        LRSchedule(opt, total_steps=10, decay="linear")
+    with pytest.raises(ValueError, match="total_steps"):
+        LRSchedule(opt, total_steps=0)
+    with pytest.raises(TypeError, match="Optimizer"):
+        LRSchedule([_param([0.0])], total_steps=10)

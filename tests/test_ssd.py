@@ -150,3 +150,65 @@ def test_detect_restores_training_mode():
     dets = model.detect(_images(1, 64), conf_threshold=0.01, top_k=5)
     assert model.training
     assert len(dets) == 1 and len(dets[0].scores) <= 5
+
+
+def _background_probability(model, x):
+    from minissd.detection import softmax
+
+    model.eval()
+    _, conf = model(x)
+    return backend.to_numpy(softmax(conf.data, axis=-1))[..., 0]  # (N, P)
+
+
+def test_background_prior_is_exact_with_zero_head_weights():
+    # b = log(p (C - 1) / (1 - p)) against C - 1 zeros: softmax gives background exactly p
+    from minissd.nn import init
+
+    for p in (0.5, 0.99):
+        model = SSD(tiny_config(num_classes=5), background_prior=p)
+        for head in model.conf_heads:
+            init.zeros(head.weight)
+        prob = _background_probability(model, _images(2, 64))
+        np.testing.assert_allclose(prob, p, rtol=1e-5)
+        # only the background channel (a * C + 0) of each head carries the prior
+        bias = backend.to_numpy(model.conf_heads[0].bias.data).reshape(-1, 5)
+        np.testing.assert_allclose(bias[:, 0], np.log(p * 4 / (1 - p)), rtol=1e-6)
+        assert not bias[:, 1:].any()
+
+
+def test_untrained_model_predicts_background_with_the_prior():
+    backend.seed(0)
+    x = _images(2, 160)
+    for p in (0.5, 0.99):
+        prob = _background_probability(ssd_mini(num_classes=8, background_prior=p), x)
+        assert abs(prob.mean() - p) < 0.03, (p, prob.mean())
+    # the default keeps zero biases: with 8 classes the untrained background probability is near 1/8, far from 0.99
+    backend.seed(0)
+    model = ssd_mini(num_classes=8)
+    assert all(not backend.to_numpy(h.bias.data).any() for h in model.conf_heads)
+    assert _background_probability(model, x).mean() < 0.5
+    with pytest.raises(ValueError, match=r"background_prior.*\(0, 1\).*1\.5"):
+        SSD(tiny_config(), background_prior=1.5)
+
+
+def test_describe_rebuilds_the_same_geometry():
+    import json
+
+    model = SSD(tiny_config())
+    description = json.loads(json.dumps(model.describe()))  # as read back from a checkpoint
+    copy = SSD.from_description(description)
+    assert copy.config == model.config and copy.input_size == 64
+    assert copy.num_parameters() == model.num_parameters()
+    with pytest.raises(ValueError, match="SSD description"):
+        SSD.from_description({"kind": "ssd"})
+
+
+def test_loss_matches_then_applies_multibox():
+    model = SSD(tiny_config())
+    outputs = model(_images(2, 64))
+    gts = [np.array([[0.1, 0.1, 0.5, 0.6]], np.float32), np.array([[0.4, 0.3, 0.9, 0.9]], np.float32)]
+    labels = [np.array([1]), np.array([2])]
+    loc_t, conf_t = match_batch(gts, labels, model.default_boxes)
+    expected = MultiBoxLoss(neg_pos_ratio=2)(*outputs, loc_t, conf_t)
+    got = model.loss(outputs, gts, labels, neg_pos_ratio=2)
+    assert [g.item() for g in got] == pytest.approx([e.item() for e in expected])

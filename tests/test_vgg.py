@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from minissd import backend
-from minissd.models.vgg import VGGBase, conv_out_size, scaled
+from minissd.models.vgg import VGGBase
+from minissd.sizes import conv_output_size, scaled_channels
 
 # Classroom assignments (docs/assignments.md): VGG runs convolution and pooling, which a student copy leaves
 # to the student; these tests need those assignments (they are not graded by them).
@@ -13,11 +14,14 @@ pytestmark = [pytest.mark.conv2d, pytest.mark.max_pool]
 
 def test_pool3_ceil_mode_gives_38_at_300():
     # conv3 at 300 input: 300 -> 150 -> 75; a 2x2/s2 pool on 75 floors to 37 but rounds up to 38
-    assert conv_out_size(75, 2, 2) == 37
-    assert conv_out_size(75, 2, 2, ceil_mode=True) == 38
+    assert conv_output_size(75, 2, 2) == 37
+    assert conv_output_size(75, 2, 2, ceil_mode=True) == 38
     # pool5 (3x3, stride 1, padding 1) keeps the size; fc6 (3x3, dilation 6, padding 6) too
-    assert conv_out_size(19, 3, 1, 1) == 19
-    assert conv_out_size(19, 3, 1, 6, dilation=6) == 19
+    assert conv_output_size(19, 3, 1, 1) == 19
+    assert conv_output_size(19, 3, 1, 6, dilation=6) == 19
+    # and the backbone's own layers agree: 300 -> 38 at conv4_3 because pool3 rounds up
+    base = VGGBase(width=1 / 64)
+    assert base.pool3.ceil_mode and not base.pool2.ceil_mode
 
 
 @pytest.mark.parametrize("size, expected", [(300, (38, 19)), (512, (64, 32)), (160, (20, 10))])
@@ -51,7 +55,7 @@ def test_fc6_fc7_are_convolutions_with_the_papers_shapes():
 
 def test_width_multiplier_and_batch_norm():
     base = VGGBase(width=0.125, batch_norm=True)
-    assert scaled(512, 0.125) == 64 and scaled(64, 0.125) == 8
+    assert scaled_channels(512, 0.125) == 64 and scaled_channels(64, 0.125) == 8
     assert base.conv1_1.weight.shape == (8, 3, 3, 3)
     assert base.conv4_3_channels == 64 and base.fc7_channels == 128
     names = dict(base.named_parameters())

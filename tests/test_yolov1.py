@@ -68,7 +68,8 @@ def test_loss_hand_worked():
     x = xp.zeros((1, 3, 32, 32), xp.float32)
     out = model(x)
     gt = np.array([[0.375, 0.375, 0.625, 0.625]], np.float32)  # centre (0.5, 0.5), w = h = 0.25
-    loss_coord, loss_rest, t = model.loss(out, [gt], [np.array([1])])
+    loss_coord, loss_rest = model.loss(out, [gt], [np.array([1])])
+    t = model.targets_for(out, [gt], [np.array([1])])
     # both predicted boxes are centre (0.5, 0.5), 0.5 x 0.5: IoU with gt = 0.0625 / 0.25 = 0.25 (a tie:
     # predictor 0 is responsible). Coordinates: x, y exact; sqrt w: (sqrt(0.5) - sqrt(0.25))^2 twice.
     coord = 5 * 2 * (np.sqrt(0.5) - 0.5) ** 2
@@ -84,7 +85,7 @@ def test_loss_gradient_reaches_every_parameter():
     model = _tiny(grid=2, input_size=48)
     x = Tensor(xp.asarray(np.random.default_rng(0).standard_normal((2, 3, 48, 48)).astype(np.float32)))
     gts = [np.array([[0.1, 0.1, 0.4, 0.5]], np.float32), np.array([[0.5, 0.5, 0.9, 0.8]], np.float32)]
-    a, b, _ = model.loss(model(x), gts, [np.array([1]), np.array([2])])
+    a, b = model.loss(model(x), gts, [np.array([1]), np.array([2])])
     (a + b).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert missing == []
@@ -104,7 +105,7 @@ def test_overfits_two_images():
     losses = []
     for _ in range(150):
         opt.zero_grad()
-        a, b, _ = model.loss(model(x), gts, labels)
+        a, b = model.loss(model(x), gts, labels)
         loss = a + b
         loss.backward()
         opt.step()

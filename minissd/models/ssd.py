@@ -18,11 +18,17 @@ the output belongs to default box ``p``: loc (N, P, 4), conf (N, P, C), P = 8732
 
 conv4_3 gets an L2Norm because its activations are much larger than those of the deeper maps
 (ParseNet's observation, followed by the paper); the learnable per-channel scale starts at 20.
+
+Training: :meth:`SSD.loss` matches the ground truth to the default boxes
+(:func:`~minissd.matching.match_batch`) and applies :class:`~minissd.loss.MultiBoxLoss`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import dataclasses
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from .. import backend
@@ -30,10 +36,13 @@ from ..autograd import Tensor, concatenate, no_grad
 from ..config import SSDConfig
 from ..data.transforms import MEAN, STD
 from ..detection import Detections, detect
+from ..loss import MultiBoxLoss
+from ..matching import match_batch
 from ..nn import BatchNorm2d, Conv2d, L2Norm, Module, ModuleList, init
 from ..nn import functional as F
 from ..priors import default_boxes
-from .vgg import VGGBase, conv_out_size, scaled
+from ..sizes import scaled_channels
+from .vgg import VGGBase
 
 
 @dataclass(frozen=True)
@@ -65,9 +74,13 @@ class SSD(Module):
     ``model(x)`` with x (N, 3, S, S) float32 (S = ``config.input_size``, already normalized) returns
     ``(loc (N, P, 4), conf (N, P, C))``: box offsets relative to ``model.default_boxes`` (P, 4)
     (centre form) and raw class scores (logits) with C = ``config.num_classes``.
+
+    ``background_prior`` (None, or p in (0, 1)): initialise the conf heads' biases so that the untrained
+    network gives every default box background probability about p (RetinaNet's prior initialisation;
+    see :meth:`init_background_prior`). None keeps the Xavier/zero initialisation.
     """
 
-    def __init__(self, config: SSDConfig) -> None:
+    def __init__(self, config: SSDConfig, background_prior: float | None = None) -> None:
         super().__init__()
         if not isinstance(config, SSDConfig):
             raise TypeError(f"SSD(config): expected an SSDConfig, got {type(config).__name__}")
@@ -82,14 +95,16 @@ class SSD(Module):
         # extra layers: per block a 1x1 bottleneck then a 3x3 (or kxk) convolution that shrinks the map
         self.extras = ModuleList()
         in_ch, size = self.base.fc7_channels, fc7_size
-        for mid, out, stride, padding, kernel in config.extras:
-            mid, out = scaled(mid, config.width), scaled(out, config.width)
-            block = ModuleList([Conv2d(in_ch, mid, 1), Conv2d(mid, out, kernel, stride=stride, padding=padding)])
+        for extra in config.extras:
+            mid, out = scaled_channels(extra.mid_channels, config.width), scaled_channels(extra.out_channels,
+                                                                                           config.width)
+            block = ModuleList([Conv2d(in_ch, mid, 1),
+                                Conv2d(mid, out, extra.kernel_size, stride=extra.stride, padding=extra.padding)])
             if config.batch_norm:
                 block.append(BatchNorm2d(mid))
                 block.append(BatchNorm2d(out))
             self.extras.append(block)
-            size = conv_out_size(size, kernel, stride, padding)
+            size = extra.output_size(size)
             in_ch = out
             channels.append(out)
             sizes.append(size)
@@ -112,6 +127,8 @@ class SSD(Module):
         self.input_convention = InputConvention()
         self.class_names: tuple[str, ...] | None = None
         self._init_new_layers()
+        if background_prior is not None:
+            self.init_background_prior(background_prior)
         self._priors_np = default_boxes(config)
 
     def _init_new_layers(self) -> None:
@@ -122,6 +139,25 @@ class SSD(Module):
                 init.xavier_uniform(m.weight)
                 init.zeros(m.bias)
 
+    def init_background_prior(self, p: float) -> None:
+        """Initialise the conf heads so that the untrained network gives every box P(background) ~ p.
+
+        Softmax over C classes with logit b for background and 0 for the C - 1 others gives
+        ``e^b / (e^b + C - 1) = p`` for ``b = log(p (C - 1) / (1 - p))``. At the start of training nearly
+        every default box is background, so starting near that answer keeps the first, large confidence
+        gradients of the easy negatives from swamping the rest (Lin et al., Focal Loss, 2017). As there,
+        the head weights are drawn with a small std (0.01) so that the features add little noise to the
+        logits: with Xavier weights the noisy logits would pull the mean probability well below p.
+        """
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1:
+            raise ValueError(f"SSD(background_prior): expected None or a probability in (0, 1), got {p!r}")
+        c = self.config.num_classes
+        logit = math.log(p * (c - 1) / (1 - p))
+        for head in self.conf_heads:
+            init.normal(head.weight, std=0.01)
+            head.bias.data[...] = 0.0
+            head.bias.data[0::c] = logit  # channel a * C + 0 is the background score of box a (see forward)
+
     @property
     def default_boxes(self) -> Any:
         """The default boxes (P, 4), centre form (cx, cy, w, h) normalized to [0, 1], on the backend."""
@@ -129,7 +165,38 @@ class SSD(Module):
 
     @property
     def num_classes(self) -> int:
+        """Classes including background (class 0)."""
         return self.config.num_classes
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square input image, pixels."""
+        return self.config.input_size
+
+    # ------------------------------------------------------------------ checkpoints
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description from which :meth:`from_description` rebuilds an untrained copy."""
+        out: dict[str, Any] = {"kind": "ssd", "config": dataclasses.asdict(self.config)}
+        # recorded only when they differ from minissd's defaults, so older descriptions stay equal
+        if self.input_convention != InputConvention():
+            out["input"] = dataclasses.asdict(self.input_convention)
+        if self.class_names is not None:
+            out["class_names"] = list(self.class_names)
+        return out
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any]) -> SSD:
+        """The SSD that :meth:`describe` described (freshly initialised); lists from JSON are fine."""
+        try:
+            model = cls(SSDConfig(**description["config"]))
+            if "input" in description:
+                model.input_convention = InputConvention(**description["input"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"SSD description: expected {{'kind': 'ssd', 'config': {{SSDConfig fields}}}}, "
+                             f"got {dict(description)!r} ({exc})") from None
+        if description.get("class_names") is not None:
+            model.class_names = tuple(description["class_names"])
+        return model
 
     def check_input(self, x: Any) -> Tensor:
         """``x`` as a Tensor, after checking it is (N, 3, S, S)."""
@@ -168,6 +235,18 @@ class SSD(Module):
             confs.append(conf_head(src).transpose(0, 2, 3, 1).reshape(n, -1, self.config.num_classes))
         return concatenate(locs, axis=1), concatenate(confs, axis=1)
 
+    def loss(self, outputs: tuple[Tensor, Tensor], gt_boxes: list[Any], gt_labels: list[Any],
+             neg_pos_ratio: float = 3.0, alpha: float = 1.0) -> tuple[Tensor, Tensor]:
+        """(localisation loss, confidence loss) of ``outputs = model(images)`` against a batch's ground truth.
+
+        gt_boxes: per image (G, 4) corners normalized to [0, 1]; gt_labels: per image (G,) in 1..C-1.
+        The ground truth is matched to the default boxes, then the MultiBox loss (hard negative mining
+        with ``neg_pos_ratio``, ``alpha`` weighting the localisation term) compares.
+        """
+        loc, conf = outputs
+        loc_t, conf_t = match_batch(gt_boxes, gt_labels, self.default_boxes, variances=self.config.variances)
+        return MultiBoxLoss(neg_pos_ratio=neg_pos_ratio, alpha=alpha)(loc, conf, loc_t, conf_t)
+
     def detect(self, images: Any, conf_threshold: float = 0.01, nms_threshold: float = 0.45,
                top_k: int = 200) -> list[Detections]:
         """Detections for a normalized batch ``images`` (N, 3, S, S): one ``Detections`` per image.
@@ -186,16 +265,16 @@ class SSD(Module):
                       conf_threshold=conf_threshold, nms_threshold=nms_threshold, top_k=top_k)
 
 
-def ssd300(num_classes: int = 21) -> SSD:
+def ssd300(num_classes: int = 21, background_prior: float | None = None) -> SSD:
     """SSD300 as released by the authors (VGG16, 6 source maps, 8732 default boxes)."""
-    return SSD(SSDConfig.ssd300(num_classes=num_classes))
+    return SSD(SSDConfig.ssd300(num_classes=num_classes), background_prior=background_prior)
 
 
-def ssd512(num_classes: int = 21) -> SSD:
+def ssd512(num_classes: int = 21, background_prior: float | None = None) -> SSD:
     """SSD512 as released (7 source maps, 24564 default boxes)."""
-    return SSD(SSDConfig.ssd512(num_classes=num_classes))
+    return SSD(SSDConfig.ssd512(num_classes=num_classes), background_prior=background_prior)
 
 
-def ssd_mini(num_classes: int = 8) -> SSD:
+def ssd_mini(num_classes: int = 8, background_prior: float | None = None) -> SSD:
     """The small preset a class trains on a CPU: same topology, 160 px input, 1/8 widths, BatchNorm."""
-    return SSD(SSDConfig.mini(num_classes=num_classes))
+    return SSD(SSDConfig.mini(num_classes=num_classes), background_prior=background_prior)

@@ -19,8 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import Tensor
+from ..config import vgg_feature_sizes
 from ..nn import BatchNorm2d, Conv2d, MaxPool2d, Module
 from ..nn import functional as F
+from ..sizes import scaled_channels
 
 # (name, out_channels) for convolutions, ("pool<k>", None) for pools, in VGG16's order
 VGG16_LAYERS: tuple[tuple[str, int | None], ...] = (
@@ -31,24 +33,6 @@ VGG16_LAYERS: tuple[tuple[str, int | None], ...] = (
     ("conv5_1", 512), ("conv5_2", 512), ("conv5_3", 512), ("pool5", None),
 )
 FC_CHANNELS = 1024
-
-
-def scaled(channels: int, width: float) -> int:
-    """``channels * width`` rounded, at least 1: the channel count of a narrower preset."""
-    return max(1, int(round(channels * width)))
-
-
-def conv_out_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
-                  ceil_mode: bool = False) -> int:
-    """Output side of a convolution or pool on a ``size`` x ``size`` input (pixels)."""
-    span = size + 2 * padding - dilation * (kernel - 1) - 1
-    if ceil_mode:
-        out = -(-span // stride) + 1
-        # as in Caffe/PyTorch, the last window must start inside the input or the left padding
-        if (out - 1) * stride >= size + padding:
-            out -= 1
-        return out
-    return span // stride + 1
 
 
 class VGGBase(Module):
@@ -76,14 +60,14 @@ class VGGBase(Module):
                     pool = MaxPool2d(2, stride=2, ceil_mode=(name == "pool3"))
                 setattr(self, name, pool)
             else:
-                out = scaled(out, width)
+                out = scaled_channels(out, width)
                 setattr(self, name, Conv2d(channels, out, 3, padding=1))
                 if batch_norm:
                     setattr(self, "bn" + name[4:], BatchNorm2d(out))
                 channels = out
             self._order.append(name)
-        self.conv4_3_channels = scaled(512, width)
-        fc = scaled(FC_CHANNELS, width)
+        self.conv4_3_channels = scaled_channels(512, width)
+        fc = scaled_channels(FC_CHANNELS, width)
         self.fc6 = Conv2d(channels, fc, 3, padding=6, dilation=6)
         self.fc7 = Conv2d(fc, fc, 1)
         if batch_norm:
@@ -112,14 +96,6 @@ class VGGBase(Module):
 
     @staticmethod
     def feature_sizes(input_size: int) -> tuple[int, int]:
-        """Sides of conv4_3 and fc7 for a square input of ``input_size`` pixels."""
-        size = input_size
-        for name, out in VGG16_LAYERS:
-            if name == "pool5":
-                size = conv_out_size(size, 3, 1, 1)
-            elif out is None:
-                size = conv_out_size(size, 2, 2, ceil_mode=(name == "pool3"))
-            if name == "conv4_3":
-                conv4_3 = size
-        # fc6 (3x3, dilation 6, padding 6) and fc7 (1x1) keep the size
-        return conv4_3, size
+        """Sides of conv4_3 and fc7 for a square input of ``input_size`` pixels (see
+        :func:`minissd.config.vgg_feature_sizes`, which the config uses before any layer exists)."""
+        return vgg_feature_sizes(input_size)

@@ -1,4 +1,4 @@
-"""A YOLOv1-style grid detector on the same backbone as ``ssd_mini``: the contrast the seed article draws.
+"""A YOLOv1-style grid detector on the same backbone as ``ssd_mini``: the design SSD is contrasted with.
 
 YOLOv1 (Redmon et al., 2016) divides the image into an S x S grid (S = 7). The cell that contains an
 object's centre is responsible for it. Each cell predicts B = 2 boxes, each with (x, y, w, h) and a
@@ -28,6 +28,7 @@ the one of the B predictors whose box has the highest IoU with it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy
@@ -78,6 +79,7 @@ class YOLOv1(Module):
             raise ValueError(f"YOLOv1(num_classes): expected at least 2 (background + 1), got {num_classes}")
         self.num_classes, self.input_size = int(num_classes), int(input_size)
         self.grid, self.boxes_per_cell = int(grid), int(boxes_per_cell)
+        self.class_names: tuple[str, ...] | None = None  # background first; recorded in checkpoints when set
         self.base = VGGBase(width=width, batch_norm=batch_norm)
         _, fc7_size = VGGBase.feature_sizes(input_size)
         if fc7_size < grid:
@@ -90,11 +92,35 @@ class YOLOv1(Module):
         self.conv_grid = Conv2d(ch, ch, fc7_size - grid + 1)
         if batch_norm:
             self.bn_a, self.bn_grid = BatchNorm2d(ch), BatchNorm2d(ch)
-        self.predict = Conv2d(ch, boxes_per_cell * 5 + num_classes - 1, 1)
+        self.predict = Conv2d(ch, self.output_channels, 1)
 
     @property
     def output_channels(self) -> int:
+        """Channels of the grid output per cell: B * 5 box values and C' class scores."""
         return self.boxes_per_cell * 5 + self.num_classes - 1
+
+    # ------------------------------------------------------------------ checkpoints
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description from which :meth:`from_description` rebuilds an untrained copy."""
+        out: dict[str, Any] = {"kind": "yolov1", "num_classes": self.num_classes, "input_size": self.input_size,
+                               "grid": self.grid, "boxes_per_cell": self.boxes_per_cell, "width": self.base.width,
+                               "batch_norm": self.base.batch_norm}
+        if self.class_names is not None:
+            out["class_names"] = list(self.class_names)
+        return out
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any]) -> YOLOv1:
+        """The YOLOv1 that :meth:`describe` described (freshly initialised)."""
+        args = {k: v for k, v in description.items() if k not in ("kind", "class_names")}
+        try:
+            model = cls(**args)
+        except TypeError as exc:
+            raise ValueError(f"YOLOv1 description: expected the keys of YOLOv1.describe(), got "
+                             f"{sorted(description)} ({exc})") from None
+        if description.get("class_names") is not None:
+            model.class_names = tuple(description["class_names"])
+        return model
 
     def forward(self, x: Any) -> Tensor:
         """x (N, 3, S_in, S_in) normalized -> raw output (N, S, S, B*5 + C') (before sigmoid/softmax)."""
@@ -182,11 +208,18 @@ class YOLOv1(Module):
         return YOLOTargets(xp.asarray(responsible), xp.asarray(boxes), xp.asarray(conf), xp.asarray(has_obj),
                            xp.asarray(classes), dropped)
 
-    def loss(self, out: Tensor, gt_boxes: list[Any], gt_labels: list[Any], lambda_coord: float = 5.0,
-             lambda_noobj: float = 0.5) -> tuple[Tensor, Tensor, YOLOTargets]:
-        """YOLOv1's sum-of-squares loss for raw output ``out`` (N, S, S, B*5 + C').
+    def targets_for(self, out: Tensor, gt_boxes: list[Any], gt_labels: list[Any]) -> YOLOTargets:
+        """:meth:`build_targets` for raw output ``out`` (N, S, S, B*5 + C'): what :meth:`loss` trains towards."""
+        boxes, _, _ = self.split(out)
+        return self.build_targets(self.cell_boxes_to_corners(boxes.data), gt_boxes, gt_labels)
 
-        Returns (loss_coord, loss_conf_and_class, targets), each loss divided by N.
+    def loss(self, out: Tensor, gt_boxes: list[Any], gt_labels: list[Any], lambda_coord: float = 5.0,
+             lambda_noobj: float = 0.5) -> tuple[Tensor, Tensor]:
+        """YOLOv1's sum-of-squares loss for raw output ``out = model(images)`` (N, S, S, B*5 + C').
+
+        gt_boxes: per image (G, 4) corners normalized; gt_labels: per image (G,) in 1..C-1.
+        Returns (loss_coord, loss_conf_and_class), each divided by N (the training loop's
+        (localisation, confidence) pair).
         """
         boxes, conf, probs = self.split(out)
         targets = self.build_targets(self.cell_boxes_to_corners(boxes.data), gt_boxes, gt_labels)
@@ -202,7 +235,7 @@ class YOLOv1(Module):
         noobj = (conf**2 * (1 - resp)).sum() * lambda_noobj
         cls = ((probs - targets.classes.astype(dt)) ** 2).sum(axis=-1)
         cls = (cls * targets.has_object.astype(dt)).sum()
-        return loss_coord, (obj + noobj + cls) * (1.0 / n), targets
+        return loss_coord, (obj + noobj + cls) * (1.0 / n)
 
     def detect(self, images: Any, conf_threshold: float = 0.01, nms_threshold: float = 0.45,
                top_k: int = 200) -> list[Detections]:
