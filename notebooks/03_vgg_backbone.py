@@ -273,8 +273,8 @@ plt.show()
 # %%
 from IPython.display import Markdown
 
-from minissd.models import shipped_weights
 from minissd.data import ShapesDataset
+from minissd.models import shipped_weights
 from minissd.train import load_model
 
 

@@ -64,8 +64,8 @@ def show_jpeg(fig, quality=85):
 import os
 
 from minissd.cli import EVAL_SEED
-from minissd.models import shipped_weights
 from minissd.data import Normalize, ShapesDataset, train_transform
+from minissd.models import shipped_weights
 from minissd.viz import draw_boxes, plot_history, show_detections, show_image
 
 names = ShapesDataset.class_names

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minissd.cli import checkpoint_class_names, main, split_off
+from minissd.cli import main, split_off
 from minissd.data import ShapesDataset, export_coco, export_voc
+from minissd.train import load_model
 
 pytestmark = [pytest.mark.conv2d, pytest.mark.max_pool, pytest.mark.default_boxes, pytest.mark.box_coding,
               pytest.mark.matching, pytest.mark.multibox_loss, pytest.mark.nms_ap]
@@ -48,7 +49,7 @@ def test_train_on_coco_validates_on_a_held_out_slice(coco_tree, tmp_path, capsys
     assert "validation: a held-out slice of the training data: 2 of 6 images" in stdout
     assert "training on the other 4" in stdout
     assert "trained ssd_mini for 2 steps" in stdout and "on 2 held-out images" in stdout
-    assert checkpoint_class_names(str(out / "checkpoint.npz")) == ShapesDataset.class_names
+    assert load_model(str(out / "checkpoint.npz")).class_names == ShapesDataset.class_names
 
 
 def test_train_on_a_voc_tree_with_only_trainval_and_detect_prints_its_classes(voc_trainval_only, tmp_path, capsys):
@@ -62,7 +63,7 @@ def test_train_on_a_voc_tree_with_only_trainval_and_detect_prints_its_classes(vo
     assert names != ShapesDataset.class_names[: len(names)]
     assert f"classes ({len(names) - 1}): {', '.join(names[1:])}" in stdout
     checkpoint = str(out / "checkpoint.npz")
-    assert checkpoint_class_names(checkpoint) == names
+    assert load_model(checkpoint).class_names == names
     # detect names each detection by the recorded classes
     image = tmp_path / "scene.png"
     Image.fromarray(ShapesDataset(1, seed=7)[0][0]).save(image)
@@ -84,7 +85,7 @@ def test_train_on_voc_with_explicit_classes_and_split(tmp_path, capsys):
                  "--out", str(out)]) == 0
     stdout = capsys.readouterr().out
     assert "validation: the VOC 'test' split (2 images)" in stdout
-    assert checkpoint_class_names(str(out / "checkpoint.npz")) == ShapesDataset.class_names
+    assert load_model(str(out / "checkpoint.npz")).class_names == ShapesDataset.class_names
 
 
 def test_evaluate_coco_prints_the_twelve_numbers(coco_tree, capsys):

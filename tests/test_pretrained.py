@@ -394,13 +394,14 @@ def test_converted_models_run_and_apply_their_input_convention(tmp_path):
 
 def test_description_records_convention_and_names_only_when_set(tmp_path):
     from minissd.models.ssd import InputConvention
-    from minissd.train import build_model, describe_model, save_checkpoint
+    from minissd.models.registry import model_from_description
+    from minissd.train import save_checkpoint
 
     model = SSD(SSDConfig.mini())
-    assert "input" not in describe_model(model) and "class_names" not in describe_model(model)
+    assert "input" not in model.describe() and "class_names" not in model.describe()
     model.input_convention = InputConvention((1.0, 2.0, 3.0), (4.0, 5.0, 6.0))
     model.class_names = tuple(f"c{i}" for i in range(8))
-    again = build_model(json.loads(json.dumps(describe_model(model))))
+    again = model_from_description(json.loads(json.dumps(model.describe())))
     assert again.input_convention == model.input_convention and again.class_names == model.class_names
     path = save_checkpoint(str(tmp_path / "m.npz"), model)
     assert load_model(path).class_names == model.class_names

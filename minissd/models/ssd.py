@@ -25,10 +25,10 @@ Training: :meth:`SSD.loss` matches the ground truth to the default boxes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import dataclasses
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .. import backend
