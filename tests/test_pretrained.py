@@ -393,8 +393,8 @@ def test_converted_models_run_and_apply_their_input_convention(tmp_path):
 
 
 def test_description_records_convention_and_names_only_when_set(tmp_path):
-    from minissd.models.ssd import InputConvention
     from minissd.models.registry import model_from_description
+    from minissd.models.ssd import InputConvention
     from minissd.train import save_checkpoint
 
     model = SSD(SSDConfig.mini())
