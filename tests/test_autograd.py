@@ -719,6 +719,7 @@ def test_the_version_check_is_what_makes_inplace_safe(monkeypatch: pytest.Monkey
     assert not np.allclose(unchecked, 1 - 3 * p)  # the true gradient (relu's branch contributes 0)
 
 
+@pytest.mark.autograd_ops  # MatMul.backward
 def test_inplace_relu_where_nothing_saved_its_input_matches_out_of_place(rng: np.random.Generator) -> None:
     """Linear -> ReLU(inplace) -> Linear: MatMul keeps its inputs, never its output, so this is allowed."""
     x, w1, w2 = (rng.standard_normal(s) for s in ((4, 5), (5, 6), (6, 3)))
@@ -736,6 +737,7 @@ def test_inplace_relu_where_nothing_saved_its_input_matches_out_of_place(rng: np
     assert gradcheck(lambda a, b, c: ops.relu(a @ b, inplace=True) @ c, inputs)
 
 
+@pytest.mark.conv2d  # the convolution's backward
 def test_conv_then_inplace_relu_then_conv_matches_out_of_place(rng: np.random.Generator) -> None:
     from minissd.nn import functional as F
 
