@@ -808,8 +808,8 @@ def test_mark_dirty_needs_an_input_array() -> None:
         Bad.apply(Tensor(np.ones(2)))
 
 
-def test_attribute_style_functions_still_work() -> None:
-    """Functions that keep arrays as plain attributes (no save_for_backward) run unchanged."""
+def test_attribute_style_functions_still_work_and_are_watched_too() -> None:
+    """Functions that keep arrays as plain attributes (no save_for_backward) run unchanged, and checked."""
 
     class Square(Function):
         def forward(self, a: Any) -> Any:
@@ -822,6 +822,11 @@ def test_attribute_style_functions_still_work() -> None:
     x = Tensor(np.array([1.0, -3.0]), requires_grad=True)
     Square.apply(x).sum().backward()
     np.testing.assert_array_equal(to_numpy(x.grad), [2.0, -6.0])
+    h = x + 0.0
+    y = Square.apply(h)
+    ops.relu(h, inplace=True)  # overwrites what Square kept as self.a
+    with pytest.raises(RuntimeError, match=r"Square\.backward needs the array 'a'"):
+        y.sum().backward()
 
 
 # --------------------------------------------------------------------------- shared array helpers

@@ -2,7 +2,7 @@
 
 Read it in this order (``docs/autograd.md`` walks through it): ``tensor.py`` (Tensor and
 ``backward()``: why it needs a topological order), ``function.py`` (Function: forward and backward side
-by side, ``save_for_backward`` and the in-place check, ``unbroadcast``), ``ops.py`` (every operation),
+by side, the version check that makes in-place ops safe, ``unbroadcast``), ``ops.py`` (every operation),
 ``gradcheck.py`` (the finite-difference test each op passes), ``grad_mode.py`` (``no_grad``).
 """
 

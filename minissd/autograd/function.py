@@ -6,11 +6,12 @@ for that one operation). ``MyOp.apply(tensors..., option=...)`` runs forward and
 its inputs in the graph that ``Tensor.backward`` walks.
 
 In-place safety. Every tensor carries a version counter that in-place operations bump (its views
-and detached copies share it, since they share the memory). ``save_for_backward`` records the
-version of each array it saves that belongs to an input or to the output; before ``backward()``
-changes any ``.grad`` it checks them all, and a saved array overwritten in place since (for example
-by ``relu(x, inplace=True)``) raises a RuntimeError naming both operations instead of silently
-giving a wrong gradient. An in-place op calls ``mark_dirty`` on the input it overwrites; that
+and detached copies share it, since they share the memory). When a Function is recorded in the
+graph, the version of every array it kept for backward (through ``save_for_backward`` or as a plain
+attribute) that is an input's or the output's memory is recorded too; before ``backward()`` changes
+any ``.grad`` it checks them all, and a kept array overwritten in place since (for example by
+``relu(x, inplace=True)``) raises a RuntimeError naming both operations instead of silently giving a
+wrong gradient. An in-place op calls ``mark_dirty`` on the input it overwrites; that
 raises for a leaf that requires grad (or a view of one), whose values the gradient refers to.
 
 Also here: ``unbroadcast`` (the reduction every broadcasting op's backward needs) and the rules that
@@ -35,19 +36,20 @@ class Function:
 
     Subclasses implement ``forward(self, *arrays, **options) -> array`` on plain backend arrays and
     ``backward(self, grad) -> gradient or tuple of gradients`` (one per tensor input, ``None`` for an
-    input that needs none). What the backward needs is kept on ``self``: input or output arrays through
-    ``self.save_for_backward(name=array)``, so that an in-place change to them is caught; plain
-    attributes (``self.shape = ...``) for anything else. Use it as ``MyOp.apply(tensor_a, tensor_b,
-    option=...)``: positional arguments are the tensor inputs, keyword arguments are fixed options.
+    input that needs none). What the backward needs is kept on ``self``: the inputs and outputs it
+    reads through ``self.save_for_backward(name=array)``, anything else (shapes, axes) as a plain
+    attribute. Use it as ``MyOp.apply(tensor_a, tensor_b, option=...)``: positional arguments are the
+    tensor inputs, keyword arguments are fixed options.
     """
 
     parents: tuple[Tensor, ...] = ()
     freed = False
-    _saved_names: tuple[str, ...] = ()
     _watched: tuple[tuple[str, Any, int], ...] = ()  # (name, version counter, version when saved)
 
     @classmethod
     def apply(cls, *inputs: Any, **options: Any) -> Tensor:
+        """Run ``forward`` on the inputs' arrays; when one of them needs a gradient, link the result
+        into the graph (``out._ctx = fn``, ``fn.parents = inputs``) and note the versions it kept."""
         fn = cls()
         tensors = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
         record = is_grad_enabled() and any(t.requires_grad for t in tensors)
@@ -69,14 +71,15 @@ class Function:
         raise NotImplementedError
 
     def save_for_backward(self, **arrays: Any) -> None:
-        """Keep ``arrays`` for backward as attributes (``save_for_backward(out=y)`` sets ``self.out``).
+        """Keep ``arrays`` for backward as attributes: ``save_for_backward(out=y)`` sets ``self.out``.
 
-        Call it in forward. Arrays that are (views of) an input or the output are watched: if one is
-        overwritten in place before backward runs, backward raises instead of using the new values.
+        Call it in forward for the inputs and outputs the backward reads. Any array kept on ``self``
+        that is an input's or the output's memory is watched (so Functions that simply write
+        ``self.x = x`` are checked too): if it is overwritten in place before backward runs, backward
+        raises instead of using the new values.
         """
         for name, value in arrays.items():
             setattr(self, name, value)
-        self._saved_names = (*self._saved_names, *arrays)
 
     def mark_dirty(self, array: Any) -> None:
         """Declare that forward overwrites the input ``array`` in place; call it before writing.
@@ -122,14 +125,17 @@ class Function:
         self.freed = True
 
     def _watch_saved(self, out: Tensor) -> None:
-        """Record the version of every saved array that is an input's or the output's memory."""
+        """Record the version of every array kept on ``self`` that is an input's or the output's memory."""
         watched = []
-        for name in self._saved_names:
-            value = getattr(self, name)
-            if backend.is_array(value):
-                owner = next((t for t in (*self.parents, out) if _same_memory(value, t.data)), None)
-                if owner is not None:
-                    watched.append((name, owner._version, owner._version.count))
+        tensors = (*self.parents, out)
+        for name, value in vars(self).items():
+            if name == "parents":
+                continue
+            for item in value if isinstance(value, tuple) else (value,):  # self.a or self.ab = (a, b)
+                if backend.is_array(item):
+                    owner = next((t for t in tensors if _same_memory(item, t.data)), None)
+                    if owner is not None:
+                        watched.append((name, owner._version, owner._version.count))
         self._watched = tuple(watched)
 
 

@@ -2,9 +2,9 @@
 
 Tensor's operators and methods (``a + b``, ``x.exp()``, ``x[i]``) apply these classes; this module is
 the list a student reads to see which operations exist, and the place to import them from
-(``from minissd.autograd.ops import Add, LogSoftmax``). Each ``forward`` keeps what its ``backward``
-needs with ``save_for_backward`` when that is an input or the output (so that an in-place change to
-it is caught, see ``function.py``) and as a plain attribute otherwise (shapes, axes).
+(``from minissd.autograd.ops import Add, LogSoftmax``). Each ``forward`` keeps the inputs or output
+its ``backward`` reads with ``save_for_backward`` (an in-place change to them is then caught, see
+``function.py``) and anything else (shapes, axes) as a plain attribute.
 
 Also here, as functions: ``relu`` (with ``inplace``), ``softmax``, ``log_softmax``, ``concatenate``,
 ``stack``, and the plain-array ``log_softmax_array`` / ``softmax_array`` that the ops' forwards use and
