@@ -4,21 +4,19 @@ Start with ``minissd demo`` on the command line, the notebooks in ``notebooks/``
 
     import minissd
     minissd.set_backend("numpy")     # or "cupy"
+    minissd.set_num_threads(4)       # CPU threads for BLAS and the copy loops (default: all cores)
     from minissd import Tensor, no_grad
+
+Thread counts and their measured effect are discussed in docs/benchmarks.md.
 """
 
-import os as _os
-
-# One BLAS thread unless the user chose otherwise (it only takes effect when minissd is imported before
-# NumPy, as by the `minissd` command). Measured with benchmarks/bench_mini.py on 2 shared cores: ssd_mini
-# forward + backward at batch 32 took 19.2 s with OpenBLAS's 2 threads and 1.75 s with 1, because the two
-# threads meet at a barrier hundreds of times per long GEMM and wait whenever another job holds a core.
-_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from .autograd import Tensor, no_grad  # noqa: E402
-from .backend import get_backend, set_backend, to_numpy  # noqa: E402
-from .backend import seed as seed  # noqa: E402
+from .autograd import Tensor, no_grad
+from .backend import get_backend, get_num_threads, set_backend, set_num_threads, to_numpy
+from .backend import seed as seed
 
 __version__ = "0.1.0"
 
-__all__ = ["Tensor", "__version__", "get_backend", "no_grad", "seed", "set_backend", "to_numpy"]
+__all__ = [
+    "Tensor", "__version__", "get_backend", "get_num_threads", "no_grad", "seed", "set_backend",
+    "set_num_threads", "to_numpy",
+]

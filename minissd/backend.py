@@ -11,15 +11,19 @@ The few places where NumPy and CuPy are spelled differently (scatter-add, stride
 array to the host, random generators) live here and nowhere else.
 
 The backend is chosen by ``set_backend("numpy" | "cupy")`` or, at import time, by the environment
-variable ``MINISSD_BACKEND``. CuPy is optional: ``import minissd`` never needs it, and asking for it
+variable ``MINISSD_BACKEND``. CPU threads (BLAS and minissd's own copy loops) are set by
+``set_num_threads(n)`` or the environment variable ``MINISSD_NUM_THREADS``; ``blas_threads(n)``
+limits BLAS for one block. CuPy is optional: ``import minissd`` never needs it, and asking for it
 when it is missing (or when no GPU is visible) raises an error that says how to install it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import numpy
@@ -91,12 +95,24 @@ def _is_cupy_array(a: Any) -> bool:
     return ndarray is not None and isinstance(a, ndarray)
 
 
+# backend sits below autograd and must not import it, so autograd's Tensor registers itself here
+_tensor_types: tuple[type, ...] = ()
+
+
+def register_tensor_type(cls: type) -> None:
+    """Let :func:`asarray` and :func:`to_numpy` unwrap instances of ``cls`` (and subclasses) to ``.data``.
+
+    ``minissd.autograd.Tensor`` registers itself when it is defined.
+    """
+    global _tensor_types
+    if not isinstance(cls, type):
+        raise TypeError(f"register_tensor_type(cls): expected a class, got {cls!r}")
+    if cls not in _tensor_types:
+        _tensor_types = (*_tensor_types, cls)
+
+
 def _unwrap_tensor(a: Any) -> Any:
-    # backend sits below autograd (it must not import it), so a Tensor (or a subclass such as
-    # Parameter) is recognised by its class name along the MRO and unwrapped to its array.
-    if any(cls.__name__ == "Tensor" for cls in type(a).__mro__):
-        return a.data
-    return a
+    return a.data if isinstance(a, _tensor_types) else a
 
 
 def get_array_module(*arrays: Any) -> types.ModuleType:
@@ -192,6 +208,84 @@ def synchronize() -> None:
         _xp.cuda.get_current_stream().synchronize()
 
 
+# --------------------------------------------------------------------------- threads
+def _available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _check_threads(n: Any, where: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, numpy.integer)) or n < 1:
+        raise ValueError(f"{where}: expected a positive integer number of threads, got {n!r}")
+    return int(n)
+
+
+def _default_threads() -> int:
+    """``MINISSD_NUM_THREADS`` if set, else every available core."""
+    env = os.environ.get("MINISSD_NUM_THREADS", "").strip()
+    if not env:
+        return _available_cores()
+    try:
+        return _check_threads(int(env), "")
+    except ValueError:
+        raise ValueError(
+            f"environment variable MINISSD_NUM_THREADS={env!r}: expected a positive integer number of threads"
+        ) from None
+
+
+_num_threads: int = _default_threads()
+_blas: Any = None  # threadpoolctl.ThreadpoolController, made on first use (it scans the loaded libraries)
+
+
+def _blas_controller(refresh: bool = False) -> Any:
+    global _blas
+    if _blas is None or refresh:
+        import threadpoolctl  # noqa: PLC0415 - only needed once threads are set
+
+        _blas = threadpoolctl.ThreadpoolController()
+    return _blas
+
+
+def set_num_threads(n: int | None) -> None:
+    """Use ``n`` CPU threads: for BLAS (matrix products, through threadpoolctl) and minissd's own loops.
+
+    ``None`` goes back to the default: the environment variable ``MINISSD_NUM_THREADS``, else all
+    available cores. Until this is called (or that variable is set), BLAS keeps its own setting
+    (all cores, or ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` if you set one). Importing minissd
+    never changes environment variables.
+    """
+    global _num_threads
+    n = _default_threads() if n is None else _check_threads(n, "set_num_threads(n)")
+    _blas_controller(refresh=True).limit(limits=n, user_api="blas")  # refresh: BLAS loaded since counts
+    _num_threads = n
+
+
+def get_num_threads() -> int:
+    """The number of CPU threads minissd uses (see :func:`set_num_threads`)."""
+    return _num_threads
+
+
+num_threads = get_num_threads  # the short name the copy loops (nn.im2col) use
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Run the block with BLAS limited to ``n`` threads (at most :func:`get_num_threads`), then restore.
+
+    For one product whose shape threads suit badly, e.g. a GEMM with a huge inner dimension where the
+    threads mostly wait at barriers. A no-op on the CuPy backend (the GPU's BLAS has no CPU threads).
+    """
+    n = _check_threads(n, "blas_threads(n)")
+    if _name == "cupy":  # pragma: no cover - GPU only
+        yield
+        return
+    with _blas_controller().limit(limits=min(n, _num_threads), user_api="blas"):
+        yield
+
+
 def _init_from_env() -> None:
     name = os.environ.get("MINISSD_BACKEND", "").strip()
     if name:
@@ -203,3 +297,5 @@ def _init_from_env() -> None:
 
 
 _init_from_env()
+if os.environ.get("MINISSD_NUM_THREADS", "").strip():
+    set_num_threads(_num_threads)  # the user asked for this count: apply it to BLAS as well

@@ -628,6 +628,224 @@ def test_reshape_error_names_both_shapes() -> None:
         Tensor(np.ones((2, 3))).reshape(4, 2)
 
 
+# --------------------------------------------------------------------------- in-place operations
+def _rand(rng: np.random.Generator, *shape: int, low: float = -1.0, high: float = 1.0) -> Tensor:
+    return Tensor(rng.uniform(low, high, size=shape), requires_grad=True)
+
+
+# Each op keeps an input or its output for its backward; overwriting that array in place after the op
+# ran must make backward raise (naming the op) rather than use the new values.
+# (name, build): build(rng) -> (victim, loss_fn): ``victim`` is what relu(inplace=True) overwrites,
+# ``loss_fn(r)`` the loss built from what relu returned and the op's result.
+def _saves_output(op: Callable[[Tensor], Tensor], low: float = -1.0) -> Callable[..., Any]:
+    def build(rng: np.random.Generator) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+        x = _rand(rng, 2, 3, low=low, high=2.0)
+        y = op(x)
+        return x, y, lambda r: r.sum()
+    return build
+
+
+def _saves_input(op: Callable[[Tensor, Tensor], Tensor], low: float = -1.0) -> Callable[..., Any]:
+    def build(rng: np.random.Generator) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+        x = _rand(rng, 3, 3, low=low, high=2.0)
+        w = _rand(rng, 3, 3, low=0.5, high=2.0)
+        h = x + 0.0  # a non-leaf: Add keeps nothing but shapes
+        y = op(h, w)
+        return x, h, lambda r: r.sum() + y.sum()
+    return build
+
+
+SAVED_ARRAY_CASES = {
+    "Exp": _saves_output(lambda x: x.exp()),
+    "Sqrt": _saves_output(lambda x: x.sqrt(), low=0.5),
+    "Sigmoid": _saves_output(lambda x: x.sigmoid()),
+    "Softmax": _saves_output(lambda x: x.softmax()),
+    "LogSoftmax": _saves_output(lambda x: x.log_softmax()),
+    "ReLU": _saves_output(lambda x: x.relu()),
+    "Pow": _saves_output(lambda x: x ** Tensor(np.full((2, 3), 1.5)), low=0.5),
+    "Mul": _saves_input(lambda h, w: h * w),
+    "Div": _saves_input(lambda h, w: h / w),
+    "MatMul": _saves_input(lambda h, w: h @ w),
+    "Log": _saves_input(lambda h, w: h.log() * w, low=0.5),
+    "PowScalar": _saves_input(lambda h, w: h**3 * w),
+}
+
+
+@pytest.mark.parametrize("op", SAVED_ARRAY_CASES)
+def test_inplace_write_over_a_saved_array_makes_backward_raise(op: str, rng: np.random.Generator) -> None:
+    x, victim, loss_fn = SAVED_ARRAY_CASES[op](rng)
+    other = Tensor(np.ones(2), requires_grad=True)  # an unrelated branch of the same loss
+    r = ops.relu(victim, inplace=True)
+    assert r.data is victim.data  # really in place: no second array
+    assert victim.version == 1 and r.version == 1
+    loss = loss_fn(r) + (other * 2.0).sum()
+    with pytest.raises(RuntimeError, match=rf"{op}\.backward needs the array .* ReLU overwrote it in place"):
+        loss.backward()
+    assert x.grad is None and other.grad is None  # checked before any gradient was written
+
+
+def test_inplace_write_through_a_view_is_caught() -> None:
+    x = Tensor(np.array([[-1.0, 2.0], [3.0, -4.0]]), requires_grad=True)
+    y = x.exp()
+    v = y.reshape(-1)  # shares y's memory, so it shares y's version counter
+    r = ops.relu(v - 5.0, inplace=True)  # a new array: y is untouched
+    assert y.version == 0
+    r = ops.relu(v, inplace=True)
+    assert y.version == 1
+    with pytest.raises(RuntimeError, match=r"Exp\.backward"):
+        r.sum().backward()
+
+
+def test_the_version_check_is_what_makes_inplace_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the check switched off, overwriting what LogSoftmax saved gives a wrong gradient silently."""
+    from minissd.autograd import function
+
+    data = np.array([[0.5, -1.0, 2.0]])
+
+    def run() -> np.ndarray:
+        x = Tensor(data, requires_grad=True)
+        lp = ops.log_softmax(x)  # saves its output, the (negative) log-probabilities
+        total = lp.sum()  # d total / dx = 1 - 3 softmax(x): needs LogSoftmax's saved output
+        r = ops.relu(lp, inplace=True)  # overwrites them with zeros
+        (total + r.sum()).backward()
+        return to_numpy(x.grad)
+
+    with pytest.raises(RuntimeError, match=r"LogSoftmax\.backward needs the array 'out'"):
+        run()
+    p = np.exp(data) / np.exp(data).sum()
+    monkeypatch.setattr(function.Function, "_watch_saved", lambda self, out: None)
+    unchecked = run()  # no error now ...
+    np.testing.assert_allclose(unchecked, [[-2.0, -2.0, -2.0]])  # ... it used exp(0) = 1 as softmax
+    assert not np.allclose(unchecked, 1 - 3 * p)  # the true gradient (relu's branch contributes 0)
+
+
+@pytest.mark.autograd_ops  # MatMul.backward
+def test_inplace_relu_where_nothing_saved_its_input_matches_out_of_place(rng: np.random.Generator) -> None:
+    """Linear -> ReLU(inplace) -> Linear: MatMul keeps its inputs, never its output, so this is allowed."""
+    x, w1, w2 = (rng.standard_normal(s) for s in ((4, 5), (5, 6), (6, 3)))
+    grads = {}
+    for inplace in (False, True):
+        ts = [Tensor(a, requires_grad=True) for a in (x, w1, w2)]
+        h = ts[0] @ ts[1]
+        out = ops.relu(h, inplace=inplace) @ ts[2]
+        assert h.version == (1 if inplace else 0)
+        out.backward(np.arange(12.0).reshape(4, 3))
+        grads[inplace] = [to_numpy(t.grad) for t in ts]
+    for g_out, g_in in zip(grads[False], grads[True]):
+        np.testing.assert_array_equal(g_in, g_out)
+    inputs = [Tensor(a, requires_grad=True) for a in (x, w1, w2)]
+    assert gradcheck(lambda a, b, c: ops.relu(a @ b, inplace=True) @ c, inputs)
+
+
+@pytest.mark.conv2d  # the convolution's backward
+def test_conv_then_inplace_relu_then_conv_matches_out_of_place(rng: np.random.Generator) -> None:
+    from minissd.nn import functional as F
+
+    x, w1, w2 = (rng.standard_normal(s) for s in ((2, 3, 6, 6), (4, 3, 3, 3), (2, 4, 3, 3)))
+    grads = {}
+    for inplace in (False, True):
+        ts = [Tensor(a, requires_grad=True) for a in (x, w1, w2)]
+        h = F.conv2d(ts[0], ts[1], padding=1)
+        r = ops.relu(h, inplace=inplace)
+        assert (r.data is h.data) == inplace
+        F.conv2d(r, ts[2]).sum().backward()
+        grads[inplace] = [to_numpy(t.grad) for t in ts]
+    assert np.any(grads[False][0] != 0)
+    for g_out, g_in in zip(grads[False], grads[True]):
+        np.testing.assert_allclose(g_in, g_out, rtol=1e-12, atol=1e-12)
+
+
+def test_inplace_on_a_leaf_that_requires_grad_raises_and_leaves_it_alone() -> None:
+    w = Tensor(np.array([-1.0, 2.0]), requires_grad=True)
+    with pytest.raises(RuntimeError, match="ReLU: cannot overwrite a leaf tensor that requires grad"):
+        ops.relu(w, inplace=True)
+    with pytest.raises(RuntimeError, match="a view of a leaf tensor"):
+        ops.relu(w.reshape(2, 1), inplace=True)
+    np.testing.assert_array_equal(to_numpy(w), [-1.0, 2.0])  # refused before anything was written
+    assert w.version == 0
+    with no_grad():  # an optimizer-style update builds no graph, so it is allowed
+        ops.relu(w, inplace=True)
+    np.testing.assert_array_equal(to_numpy(w), [0.0, 2.0])
+    assert w.version == 1
+    a = np.array([-3.0, 4.0])  # a leaf that needs no gradient: plain data, allowed
+    ops.relu(a, inplace=True)
+    np.testing.assert_array_equal(a, [0.0, 4.0])
+
+
+def test_saved_leaf_overwritten_under_no_grad_is_caught() -> None:
+    w = Tensor(np.array([-1.0, 2.0]), requires_grad=True)
+    y = w * w  # Mul keeps w
+    with no_grad():
+        ops.relu(w, inplace=True)
+    with pytest.raises(RuntimeError, match=r"Mul\.backward"):
+        y.sum().backward()
+
+
+def test_the_overwritten_tensor_cannot_be_used_again_in_a_graph() -> None:
+    x = Tensor(np.array([-1.0, 2.0]), requires_grad=True)
+    h = x + 0.0
+    r = ops.relu(h, inplace=True)
+    with pytest.raises(RuntimeError, match="overwritten in place by ReLU.*use the tensor that ReLU returned"):
+        h * 2.0  # h's graph describes the values before relu: gradients through it would be wrong
+    (r * 2.0).sum().backward()  # the returned tensor is the one to use
+    np.testing.assert_array_equal(to_numpy(x.grad), [0.0, 2.0])
+    d = r.detach()
+    assert d.version == r.version  # same memory, same counter
+    ops.relu(d, inplace=True)
+    assert r.version == d.version == 2
+
+
+def test_mark_dirty_needs_an_input_array() -> None:
+    class Bad(Function):
+        def forward(self, a: Any) -> Any:
+            self.mark_dirty(a.copy())
+            return a
+
+        def backward(self, grad: Any) -> Any:
+            return grad
+
+    with pytest.raises(ValueError, match=r"Bad\.mark_dirty\(array\): expected one of the input arrays"):
+        Bad.apply(Tensor(np.ones(2)))
+
+
+def test_attribute_style_functions_still_work_and_are_watched_too() -> None:
+    """Functions that keep arrays as plain attributes (no save_for_backward) run unchanged, and checked."""
+
+    class Square(Function):
+        def forward(self, a: Any) -> Any:
+            self.a = a
+            return a * a
+
+        def backward(self, grad: Any) -> Any:
+            return 2 * self.a * grad
+
+    x = Tensor(np.array([1.0, -3.0]), requires_grad=True)
+    Square.apply(x).sum().backward()
+    np.testing.assert_array_equal(to_numpy(x.grad), [2.0, -6.0])
+    h = x + 0.0
+    y = Square.apply(h)
+    ops.relu(h, inplace=True)  # overwrites what Square kept as self.a
+    with pytest.raises(RuntimeError, match=r"Square\.backward needs the array 'a'"):
+        y.sum().backward()
+
+
+# --------------------------------------------------------------------------- shared array helpers
+def test_log_softmax_array_is_stable_and_backs_the_op(xp: Any) -> None:
+    from minissd.autograd import log_softmax_array, softmax_array
+
+    a = xp.asarray([[1e4, -1e4, 0.0], [1.0, 1.0, 1.0]])
+    out = log_softmax_array(a)
+    assert backend.get_array_module(out) is xp and out.shape == (2, 3)
+    np.testing.assert_allclose(to_numpy(out), [[0.0, -2e4, -1e4], [-math.log(3)] * 3], rtol=1e-12)
+    column = to_numpy(log_softmax_array(a, axis=0))[:, 1]  # of [-1e4, 1]
+    np.testing.assert_allclose(column, [-1e4 - 1.0, 0.0], rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(softmax_array(a)), [[1.0, 0.0, 0.0], [1 / 3] * 3], rtol=1e-12)
+    np.testing.assert_array_equal(to_numpy(ops.log_softmax(a)), to_numpy(out))
+    np.testing.assert_array_equal(to_numpy(ops.softmax(a)), to_numpy(softmax_array(a)))
+    r = ops.relu(xp.asarray([-1.0, 3.0]))
+    np.testing.assert_array_equal(to_numpy(r), [0.0, 3.0])
+
+
 # --------------------------------------------------------------------------- dtypes
 FLOAT32_EXPRESSIONS = {
     "t+1": lambda t: t + 1,

@@ -219,3 +219,104 @@ def test_bad_environment_variable_names_itself(value: str, message: str) -> None
     proc = run_python(BLOCK_CUPY + "import minissd", MINISSD_BACKEND=value)
     assert proc.returncode != 0
     assert re.search(message, proc.stderr), proc.stderr
+
+
+# --------------------------------------------------------------------------- Tensor recognition
+def test_only_registered_tensor_types_are_unwrapped() -> None:
+    class Tensor:  # same class name as autograd's, but not a registered type: left alone
+        data = np.array([1.0, 2.0])
+
+    assert minissd.to_numpy(Tensor()).dtype == object
+    with pytest.raises(TypeError, match=r"register_tensor_type\(cls\): expected a class"):
+        backend.register_tensor_type("Tensor")
+
+
+# --------------------------------------------------------------------------- threads
+def _blas_threads() -> list[int]:
+    """The thread limit of every BLAS library threadpoolctl finds in this process."""
+    import threadpoolctl
+
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@pytest.fixture
+def restore_threads(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Put minissd's thread count and the BLAS limits back after the test; skip where BLAS is invisible."""
+    import threadpoolctl
+
+    if not _blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library in this NumPy build")
+    monkeypatch.delenv("MINISSD_NUM_THREADS", raising=False)
+    before, blas_before = backend.get_num_threads(), _blas_threads()
+    yield
+    backend.set_num_threads(before)
+    threadpoolctl.threadpool_limits(limits=blas_before[0], user_api="blas")
+
+
+def test_set_num_threads_round_trip(restore_threads: Any) -> None:
+    minissd.set_num_threads(1)
+    assert minissd.get_num_threads() == backend.num_threads() == 1
+    assert set(_blas_threads()) == {1}
+    minissd.set_num_threads(2)
+    assert minissd.get_num_threads() == 2 and set(_blas_threads()) == {2}
+    minissd.set_num_threads(np.int64(1))  # NumPy integers are integers
+    assert minissd.get_num_threads() == 1
+    minissd.set_num_threads(None)  # the default: every core this process may use
+    assert minissd.get_num_threads() == _cores()
+
+
+@pytest.mark.parametrize("bad", [0, -1, "x", 1.5, True])
+def test_bad_thread_counts_name_the_argument(bad: Any, restore_threads: Any) -> None:
+    before = minissd.get_num_threads()
+    with pytest.raises(ValueError, match=rf"set_num_threads\(n\): expected a positive integer.*{re.escape(repr(bad))}"):
+        minissd.set_num_threads(bad)
+    assert minissd.get_num_threads() == before
+    with pytest.raises(ValueError, match=r"blas_threads\(n\): expected a positive integer"):
+        with backend.blas_threads(bad):
+            pass
+
+
+def test_blas_threads_limits_the_block_and_restores(restore_threads: Any) -> None:
+    minissd.set_num_threads(2)
+    with backend.blas_threads(1):
+        assert set(_blas_threads()) == {1}
+    assert set(_blas_threads()) == {2}
+    with pytest.raises(KeyError), backend.blas_threads(1):
+        raise KeyError("restored even when the block fails")
+    assert set(_blas_threads()) == {2}
+    minissd.set_num_threads(1)
+    with backend.blas_threads(2):  # never more than minissd's own setting
+        assert set(_blas_threads()) == {1}
+
+
+def test_import_leaves_the_environment_alone() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MINISSD_NUM_THREADS")}
+    code = ("import os, minissd\n"
+            "print(os.environ.get('OPENBLAS_NUM_THREADS'), os.environ.get('OMP_NUM_THREADS', 'unset'))\n"
+            "print(minissd.get_num_threads())\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert lines[0].split()[0] == "None"
+    assert int(lines[1]) == _cores()  # the default: every core this process may use
+
+
+def test_environment_variable_sets_the_thread_default() -> None:
+    code = ("import minissd, threadpoolctl\n"
+            "print(minissd.get_num_threads())\n"
+            "print(sorted({l['num_threads'] for l in threadpoolctl.threadpool_info() if l['user_api'] == 'blas'}))\n")
+    proc = run_python(code, MINISSD_NUM_THREADS=" 1 ")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["1", "[1]"]  # applied to BLAS too
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_bad_thread_environment_variable_names_itself(value: str) -> None:
+    proc = run_python("import minissd", MINISSD_NUM_THREADS=value)
+    assert proc.returncode != 0
+    assert re.search(rf"MINISSD_NUM_THREADS='{value}'.*positive integer", proc.stderr), proc.stderr

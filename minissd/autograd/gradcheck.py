@@ -14,7 +14,8 @@ from typing import Any
 import numpy
 
 from .. import backend
-from .tensor import Tensor, no_grad
+from .grad_mode import no_grad
+from .tensor import Tensor
 
 
 class GradcheckError(AssertionError):
