@@ -197,3 +197,17 @@ def test_parameters_in_a_dict_attribute_are_trained_and_saved(tmp_path):
     other = DictOfParameters()
     nn.load(other, path)  # strict: no missing or unexpected key
     assert to_numpy(other.scales["s"]).tolist() == [7.0, 8.0]
+
+
+def test_save_npz_writes_any_dict_of_arrays_atomically(tmp_path):
+    # what training checkpoints store: arrays of several dtypes, a number and a JSON string
+    path = tmp_path / "sub" / "ckpt.npz"  # the folder is created
+    arrays = {"model/w": numpy.arange(6.0).reshape(2, 3), "optim/step": 7, "meta": numpy.array('{"step": 7}'),
+              "mask": numpy.array([True, False])}
+    nn.save_npz(path, arrays)
+    assert sorted(os.listdir(path.parent)) == ["ckpt.npz"]
+    back = nn.load_npz(path)
+    assert set(back) == set(arrays)
+    numpy.testing.assert_array_equal(back["model/w"], arrays["model/w"])
+    assert int(back["optim/step"]) == 7 and str(back["meta"]) == '{"step": 7}'
+    assert back["mask"].tolist() == [True, False]
