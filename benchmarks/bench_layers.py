@@ -65,7 +65,7 @@ import minissd.nn.functional as F  # noqa: E402
 from minissd import Tensor, no_grad  # noqa: E402
 from minissd.autograd import Function  # noqa: E402
 from minissd.nn import Parameter  # noqa: E402
-from minissd.nn.im2col import get_num_threads, release_workspace  # noqa: E402
+from minissd.nn.workspace import get_num_threads, release_workspace  # noqa: E402
 
 try:
     if ARGS.no_torch:

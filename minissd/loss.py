@@ -13,6 +13,11 @@ are ranked by their background loss ``-log p(background)`` (the ones the network
 are objects come first) and only the top ``neg_pos_ratio`` x (positives in that image) are kept: at most
 3:1. The ranking is a selection, not a computation to differentiate: it runs on plain arrays, without
 gradient; the cross-entropy is then taken on the selected boxes through autograd.
+
+Built from the two losses of :mod:`minissd.nn.losses` (as ChainerCV builds its MultiBox loss from its
+functions): ``smooth_l1_loss(..., reduction="none")`` masked to the positives, and
+``cross_entropy(..., reduction="none")``, whose value on a negative box is its background loss (what
+the mining ranks) and whose masked sum is ``L_conf``.
 """
 
 from __future__ import annotations
@@ -20,34 +25,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import backend
-from .autograd import Function, Tensor
+from .autograd import Tensor
+from .nn.losses import cross_entropy, smooth_l1, smooth_l1_loss
 
-
-class SmoothL1(Function):
-    """Elementwise smooth L1 (Huber with beta = 1): 0.5 x^2 where |x| < 1, |x| - 0.5 elsewhere.
-
-    Quadratic near 0 (a gradient that shrinks as the error does), linear far away (large errors of
-    badly matched boxes do not blow up the gradient): d/dx = clip(x, -1, 1).
-    """
-
-    def forward(self, x: Any) -> Any:
-        # BEGIN SOLUTION multibox_loss
-        xp = backend.get_array_module(x)
-        self.x = x
-        ax = xp.abs(x)
-        return xp.where(ax < 1, 0.5 * x * x, ax - 0.5)
-        # END SOLUTION
-
-    def backward(self, grad: Any) -> Any:
-        # BEGIN SOLUTION multibox_loss
-        xp = backend.get_array_module(grad)
-        return grad * xp.clip(self.x, -1, 1)
-        # END SOLUTION
-
-
-def smooth_l1(x: Tensor) -> Tensor:
-    """Elementwise smooth L1 of a Tensor (see :class:`SmoothL1`)."""
-    return SmoothL1.apply(x)
+__all__ = ["MultiBoxLoss", "hard_negative_mining", "smooth_l1"]
 
 
 def hard_negative_mining(background_loss: Any, positives: Any, neg_pos_ratio: float = 3) -> Any:
@@ -122,7 +103,6 @@ class MultiBoxLoss:
         xp = backend.get_array_module(conf.data)
         loc_t, conf_t = _on(xp, loc_t), _on(xp, conf_t)
         _check_inputs(loc, conf, loc_t, conf_t)
-        n, p, c = conf.shape
 
         # BEGIN SOLUTION multibox_loss
         positives = conf_t > 0  # (N, P)
@@ -131,18 +111,15 @@ class MultiBoxLoss:
 
         # localization: smooth L1 over the positives (the mask zeroes every other box's terms)
         pos_mask = Tensor(positives[..., None].astype(loc.dtype))  # (N, P, 1)
-        diff = loc - Tensor(loc_t.astype(loc.dtype))
-        loss_loc = (smooth_l1(diff) * pos_mask).sum() * (self.alpha * scale)
+        loc_loss = smooth_l1_loss(loc, Tensor(loc_t.astype(loc.dtype)), reduction="none")  # (N, P, 4)
+        loss_loc = (loc_loss * pos_mask).sum() * (self.alpha * scale)
 
-        # confidence: log-probabilities through autograd; the mining only reads their values
-        log_p = conf.log_softmax(axis=-1)  # (N, P, C)
-        negatives = hard_negative_mining(-log_p.data[..., 0], positives, self.neg_pos_ratio)
+        # confidence: -log p(target) of every box; on a negative box (target 0) that is its background
+        # loss, which the mining ranks (values only); the selected boxes' losses are summed through autograd
+        conf_loss = cross_entropy(conf, conf_t, reduction="none")  # (N, P)
+        negatives = hard_negative_mining(conf_loss.data, positives, self.neg_pos_ratio)
         selected = positives | negatives  # (N, P)
-        # one-hot of the target class on the selected boxes, 0 elsewhere: picks -log p(target) there
-        target = xp.zeros((n, p, c), dtype=conf.dtype)
-        ni, pi = xp.nonzero(selected)
-        target[ni, pi, conf_t[ni, pi]] = 1
-        loss_conf = -(log_p * Tensor(target)).sum() * scale
+        loss_conf = (conf_loss * Tensor(selected.astype(conf.dtype))).sum() * scale
 
         self.last_positives, self.last_negatives = positives, negatives
         return loss_loc, loss_conf

@@ -1,4 +1,7 @@
-"""Tests of minissd.loss: smooth L1, hard negative mining and the MultiBox loss (by hand, gradcheck)."""
+"""minissd.nn.losses (smooth L1, cross-entropy) and minissd.loss (hard negative mining, the MultiBox loss).
+
+By hand-worked values and finite differences.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import minissd.nn.functional as F
 from minissd import Tensor, backend
 from minissd.autograd import gradcheck
 from minissd.loss import MultiBoxLoss, hard_negative_mining, smooth_l1
@@ -27,6 +31,10 @@ def H(x):
 
 def T(x, grad=True):
     return Tensor(A(x), requires_grad=grad)
+
+
+def _t(a, grad=False):
+    return T(a, grad)
 
 
 # One image, P = 4 default boxes, C = 2 classes (background, object). Worked on paper:
@@ -202,3 +210,73 @@ def test_constructor_validates():
         MultiBoxLoss(neg_pos_ratio=-1)
     with pytest.raises(ValueError, match=r"MultiBoxLoss\(alpha\)"):
         MultiBoxLoss(alpha=float("nan"))
+
+
+# =========================================================================== nn.losses: cross-entropy
+def test_cross_entropy_hand_values():
+    logits = _t([[0.0, 0.0], [0.0, math.log(3.0)]])
+    target = np.array([0, 1])
+    loss = F.cross_entropy(logits, target, reduction="none")
+    np.testing.assert_allclose(H(loss.data), [math.log(2), -math.log(0.75)])
+    np.testing.assert_allclose(F.cross_entropy(logits, target, reduction="sum").item(),
+                               math.log(2) - math.log(0.75))
+    np.testing.assert_allclose(F.cross_entropy(logits, target).item(), (math.log(2) - math.log(0.75)) / 2)
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    loss = F.cross_entropy(_t([[1e4, -1e4, 0.0]]), np.array([1]))
+    np.testing.assert_allclose(loss.item(), 2e4)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_cross_entropy_gradients(reduction, rng):
+    logits = _t(rng.standard_normal((2, 4, 3)), grad=True)  # (N, P, C) as in SSD's conf output
+    target = rng.integers(0, 3, (2, 4))
+    assert gradcheck(lambda z: F.cross_entropy(z, target, reduction=reduction), [logits])
+
+
+def test_cross_entropy_ignore_index(rng):
+    logits = _t(rng.standard_normal((4, 3)), grad=True)
+    target = np.array([0, -100, 2, -100])
+    loss = F.cross_entropy(logits, target)
+    kept = F.cross_entropy(_t(H(logits.data)[[0, 2]]), np.array([0, 2]))
+    np.testing.assert_allclose(loss.item(), kept.item())
+    loss.backward()
+    assert np.all(H(logits.grad)[[1, 3]] == 0)
+    assert gradcheck(lambda z: F.cross_entropy(z, target), [logits])
+
+
+def test_cross_entropy_rejects_bad_targets():
+    with pytest.raises(ValueError, match="target"):
+        F.cross_entropy(_t(np.zeros((2, 3))), np.array([0, 3]))
+    with pytest.raises(ValueError, match="shape"):
+        F.cross_entropy(_t(np.zeros((2, 3))), np.array([0, 1, 2]))
+    with pytest.raises(TypeError, match="integer"):
+        F.cross_entropy(_t(np.zeros((2, 3))), np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="reduction"):
+        F.cross_entropy(_t(np.zeros((2, 3))), np.array([0, 1]), reduction="avg")
+
+
+# =========================================================================== nn.losses: smooth L1
+@pytest.mark.multibox_loss
+def test_smooth_l1_loss_hand_values():
+    x, t = _t([0.5, -2.0, 0.0]), _t([0.0, 0.0, 0.0])
+    # |d| < 1: 0.5 d^2;  else |d| - 0.5
+    np.testing.assert_allclose(H(F.smooth_l1_loss(x, t, reduction="none").data), [0.125, 1.5, 0.0])
+    np.testing.assert_allclose(F.smooth_l1_loss(x, t, reduction="sum").item(), 1.625)
+    np.testing.assert_allclose(F.smooth_l1_loss(x, t).item(), 1.625 / 3)
+    # beta = 2: |d| < 2 -> 0.5 d^2 / 2;  else |d| - 1
+    np.testing.assert_allclose(H(F.smooth_l1_loss(_t([1.0, 3.0]), _t([0.0, 0.0]), beta=2.0,
+                                                  reduction="none").data), [0.25, 2.0])
+
+
+@pytest.mark.multibox_loss
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("beta", [1.0, 0.5, 0.0])
+def test_smooth_l1_loss_gradients(reduction, beta, rng):
+    # differences kept away from +-beta and 0, where the loss has kinks
+    d = rng.uniform(0.1, 0.4, (3, 4)) * rng.choice([-1, 1], (3, 4))
+    d[0] *= 8
+    t = rng.standard_normal((3, 4))
+    x, tt = _t(t + d, grad=True), _t(t, grad=True)
+    assert gradcheck(lambda x, t: F.smooth_l1_loss(x, t, beta=beta, reduction=reduction), [x, tt])

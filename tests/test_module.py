@@ -174,3 +174,40 @@ def test_module_list_is_a_list_of_registered_modules():
 def test_parameter_is_a_tensor_that_requires_grad():
     p = Parameter(numpy.zeros(3, numpy.float32))
     assert isinstance(p, Tensor) and p.requires_grad and p.is_leaf
+
+
+class DictOfParameters(Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scales = {"s": Parameter(numpy.full(2, 3.0, numpy.float32)), "t": Parameter(numpy.ones(1, numpy.float32))}
+        self.layers = {"head": L2Norm(2)}  # a dict of modules was already walked by named_children
+
+    def forward(self, x):
+        return x
+
+
+def test_parameters_in_a_dict_attribute_are_trained_and_saved(tmp_path):
+    net = DictOfParameters()
+    assert [n for n, _ in net.named_parameters()] == ["scales.s", "scales.t", "layers.head.weight"]
+    assert any(p is net.scales["s"] for p in net.parameters())  # an optimizer would update it
+    assert set(net.state_dict()) == {"scales.s", "scales.t", "layers.head.weight"}
+    net.scales["s"].data[...] = backend.asarray([7.0, 8.0])
+    path = tmp_path / "dict.npz"
+    nn.save(net, path)
+    other = DictOfParameters()
+    nn.load(other, path)  # strict: no missing or unexpected key
+    assert to_numpy(other.scales["s"]).tolist() == [7.0, 8.0]
+
+
+def test_save_npz_writes_any_dict_of_arrays_atomically(tmp_path):
+    # what training checkpoints store: arrays of several dtypes, a number and a JSON string
+    path = tmp_path / "sub" / "ckpt.npz"  # the folder is created
+    arrays = {"model/w": numpy.arange(6.0).reshape(2, 3), "optim/step": 7, "meta": numpy.array('{"step": 7}'),
+              "mask": numpy.array([True, False])}
+    nn.save_npz(path, arrays)
+    assert sorted(os.listdir(path.parent)) == ["ckpt.npz"]
+    back = nn.load_npz(path)
+    assert set(back) == set(arrays)
+    numpy.testing.assert_array_equal(back["model/w"], arrays["model/w"])
+    assert int(back["optim/step"]) == 7 and str(back["meta"]) == '{"step": 7}'
+    assert back["mask"].tolist() == [True, False]

@@ -1,4 +1,9 @@
-"""max_pool2d: output sizes (ceil_mode), padding as -inf, where the gradient goes, against direct loops."""
+"""max_pool2d: output sizes (ceil_mode), padding as -inf, where the gradient goes, by hand and by properties.
+
+No second implementation of max pooling: the forward pass is checked against hand-worked examples and
+against itself (non-overlapping windows are block maxima, padding is -inf padding, ceil mode is floor
+mode on an input extended by -inf), the backward pass by finite differences.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,7 @@ import pytest
 import minissd.nn.functional as F
 from minissd import Tensor, backend, to_numpy
 from minissd.autograd import GradcheckError, gradcheck
-from minissd.nn import MaxPool2d
-from minissd.nn.reference import max_pool2d_reference
+from minissd.nn import MaxPool2d, pool
 
 # (shape, kernel, stride, padding, ceil_mode)
 CONFIGS = {
@@ -27,13 +31,79 @@ def _distinct(shape, rng):
     return (rng.permutation(int(numpy.prod(shape))).reshape(shape) * 0.1).astype(numpy.float64)
 
 
+def _pool(x, *args):
+    return to_numpy(F.max_pool2d(Tensor(backend.asarray(x)), *args).data)
+
+
+def _extend(x, top, bottom, left, right, value=-numpy.inf):
+    return numpy.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+
+
+@pytest.mark.max_pool
+@pytest.mark.parametrize(("shape", "k"), [((2, 3, 6, 6), (2, 2)), ((1, 2, 6, 9), (2, 3)), ((1, 1, 4, 4), (4, 4))])
+def test_non_overlapping_windows_are_block_maxima(shape, k, rng):
+    x = rng.standard_normal(shape)
+    n, c, h, w = shape
+    blocks = x.reshape(n, c, h // k[0], k[0], w // k[1], k[1]).max(axis=(3, 5))
+    numpy.testing.assert_array_equal(_pool(x, k), blocks)
+
+
+@pytest.mark.max_pool
+@pytest.mark.parametrize("name", [n for n in CONFIGS if CONFIGS[n][3] != 0])
+def test_padding_is_the_same_as_minus_infinity_around_the_image(name, rng):
+    shape, k, s, p, _ = CONFIGS[name]
+    ph, pw = (p, p) if isinstance(p, int) else p
+    x = rng.standard_normal(shape)
+    numpy.testing.assert_array_equal(_pool(x, k, s, p), _pool(_extend(x, ph, ph, pw, pw), k, s, 0))
+
+
+@pytest.mark.max_pool
+@pytest.mark.parametrize("name", [n for n in CONFIGS if CONFIGS[n][4]])
+def test_ceil_mode_is_floor_mode_on_an_input_extended_by_minus_infinity(name, rng):
+    # rounding up adds the windows that run over the bottom/right edge: extend by stride - 1 and round down
+    shape, k, s, p, _ = CONFIGS[name]
+    (sh, sw) = (s, s) if isinstance(s, int) else s
+    x = rng.standard_normal(shape)
+    ceil = _pool(x, k, s, p, True)
+    floor_extended = _pool(_extend(x, 0, sh - 1, 0, sw - 1), k, s, p, False)
+    numpy.testing.assert_array_equal(ceil, floor_extended[:, :, :ceil.shape[2], :ceil.shape[3]])
+    assert ceil.shape[2:] > _pool(x, k, s, p, False).shape[2:]  # these cases gain a row or column
+
+
 @pytest.mark.max_pool
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_forward_matches_direct_loops(name, rng):
+def test_outputs_are_inputs_and_pooling_commutes_with_increasing_maps(name, rng):
     shape, k, s, p, ceil = CONFIGS[name]
     x = rng.standard_normal(shape)
-    got = to_numpy(F.max_pool2d(Tensor(x), k, s, p, ceil).data)
-    numpy.testing.assert_array_equal(got, max_pool2d_reference(x, k, s, p, ceil))
+    y = _pool(x, k, s, p, ceil)
+    assert numpy.isin(y, x).all()  # every maximum is one of the window's inputs, never a padding value
+    numpy.testing.assert_allclose(_pool(3 * x + 1, k, s, p, ceil), 3 * y + 1, rtol=1e-12)
+    numpy.testing.assert_array_equal(_pool(numpy.exp(x), k, s, p, ceil), numpy.exp(y))
+
+
+@pytest.mark.max_pool
+def test_hand_worked_strided_padded_ceil_windows():
+    # 4x4 image 0..15 (row-major), 3x3 windows, stride 2, padding 1: windows start at rows and columns
+    # -1 and 1; ceil mode adds the windows starting at 3, which see only the last row or column
+    x = numpy.arange(16.0).reshape(1, 1, 4, 4)
+    assert _pool(x, 3, 2, 1).reshape(2, 2).tolist() == [[5, 7], [13, 15]]
+    assert _pool(x, 3, 2, 1, True).reshape(3, 3).tolist() == [[5, 7, 7], [13, 15, 15], [13, 15, 15]]
+    # non-square 2x3 windows with stride (2, 1) on the same image: rows {0,1} and {2,3}, columns j..j+2
+    assert _pool(x, (2, 3), (2, 1)).reshape(2, 2).tolist() == [[6, 7], [14, 15]]
+
+
+@pytest.mark.max_pool
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_every_output_gradient_reaches_exactly_one_input(name, rng):
+    shape, k, s, p, ceil = CONFIGS[name]
+    x = Tensor(_distinct(shape, rng), requires_grad=True)
+    y = F.max_pool2d(x, k, s, p, ceil)
+    dy = rng.uniform(1, 2, y.shape)
+    y.backward(backend.asarray(dy))
+    dx = to_numpy(x.grad)
+    numpy.testing.assert_allclose(dx.sum(), dy.sum(), rtol=1e-12)
+    # the inputs that receive a gradient are exactly the outputs' values (all values are distinct)
+    assert set(to_numpy(x.data)[dx != 0].tolist()) == set(to_numpy(y.data).ravel().tolist())
 
 
 @pytest.mark.max_pool
@@ -117,13 +187,13 @@ def test_float32_and_shape_preserving(rng):
 @pytest.mark.max_pool
 def test_gradcheck_catches_a_broken_backward(rng, monkeypatch):
     x = Tensor(_distinct((1, 2, 4, 4), rng), requires_grad=True)
-    original = F.MaxPool2d.backward
+    original = pool.MaxPool2dFunction.backward
 
     def spread_evenly(self, grad):  # a plausible mistake: treat max pooling like average pooling
         dx = original(self, grad)
         return dx * 0 + (dx.sum() / dx.size)
 
-    monkeypatch.setattr(F.MaxPool2d, "backward", spread_evenly)
+    monkeypatch.setattr(pool.MaxPool2dFunction, "backward", spread_evenly)
     with pytest.raises(GradcheckError):
         gradcheck(lambda x: F.max_pool2d(x, 2), [x], eps=1e-4)
 
@@ -136,3 +206,13 @@ def test_bad_arguments_name_the_problem():
         F.max_pool2d(x, 0)
     with pytest.raises(ValueError, match="4-D"):
         F.max_pool2d(Tensor(backend.xp().zeros((4, 4))), 2)
+
+
+def test_valid_range_is_exactly_the_outputs_inside_the_image():
+    for in_size in (1, 4, 7):
+        for stride in (1, 2, 3):
+            for offset in range(-7, 8):
+                out = 10
+                lo, hi = pool.valid_range(0, out, in_size, offset, stride)
+                inside = [o for o in range(out) if 0 <= o * stride + offset < in_size]
+                assert list(range(lo, hi)) == inside

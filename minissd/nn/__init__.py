@@ -2,6 +2,12 @@
 
     import minissd.nn.functional as F
     from minissd.nn import Module, Sequential, Conv2d, MaxPool2d, ReLU, L2Norm
+
+One idea per file: ``conv.py`` (im2col convolution, textbook and fast), ``pool.py`` (max pooling),
+``activation.py``, ``norm.py`` (L2Norm, batch norm), ``losses.py`` (smooth L1, cross-entropy),
+``layers.py`` (the Modules around them), ``module.py`` (Module, Parameter, containers), ``init.py``,
+``serialization.py`` (.npz checkpoints), ``workspace.py`` (buffers, chunks and threads of the fast
+paths); ``functional.py`` gathers the functions as ``F``.
 """
 
 from . import functional, init

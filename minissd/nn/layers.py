@@ -1,7 +1,9 @@
-"""The layers SSD is built from: Conv2d, MaxPool2d, ReLU, L2Norm and BatchNorm2d.
+"""The layers SSD is built from, as Modules: Conv2d, MaxPool2d, ReLU, L2Norm and BatchNorm2d.
 
-Each is a thin :class:`~minissd.nn.Module` around a function of :mod:`minissd.nn.functional` that owns
-its parameters. Weights are float32 on the selected backend.
+Each is a thin :class:`~minissd.nn.Module` that holds the layer's settings and parameters and calls a
+function of :mod:`minissd.nn.functional`. The Modules are gathered here, apart from the operations
+(``conv.py``, ``pool.py``, ``activation.py``, ``norm.py``), so that those files show the computation
+and this one what a layer stores. Weights are float32 on the selected backend.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from .. import backend
 from ..autograd import Tensor
 from . import functional as F
 from . import init
-from .im2col import IntPair, pair
 from .module import Module, Parameter
+from .workspace import IntPair, pair
 
 __all__ = ["BatchNorm2d", "Conv2d", "L2Norm", "MaxPool2d", "ReLU"]
 
@@ -89,8 +91,8 @@ class MaxPool2d(Module):
 class ReLU(Module):
     """Elementwise ``max(x, 0)`` (no parameters).
 
-    ``inplace=True`` reuses the input's memory when that is safe (see :func:`F.relu`): after a Conv2d
-    this halves the activation memory of a VGG, as PyTorch's ``ReLU(inplace=True)`` does.
+    ``inplace=True`` asks for the result to be written over the input's array (see :func:`F.relu`):
+    after a Conv2d this halves the activation memory of a VGG, as PyTorch's ``ReLU(inplace=True)`` does.
     """
 
     def __init__(self, inplace: bool = False) -> None:

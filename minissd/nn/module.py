@@ -102,6 +102,11 @@ class Module:
             yield m
 
     def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """Parameters held directly: attributes, and items of list, tuple and dict attributes.
+
+        The same containers as :meth:`named_children` walks, so a weight kept next to sub-modules in
+        a dict is trained and saved like them.
+        """
         for name, value in vars(self).items():
             if isinstance(value, Parameter):
                 yield name, value
@@ -109,6 +114,10 @@ class Module:
                 for i, item in enumerate(value):
                     if isinstance(item, Parameter):
                         yield f"{name}.{i}", item
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    if isinstance(item, Parameter):
+                        yield f"{name}.{key}", item
 
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         """(dotted name, Parameter) for every parameter of this module and its sub-modules.
@@ -159,19 +168,6 @@ class Module:
         """Call ``fn(module)`` on every sub-module, then on self (e.g. a custom initialisation)."""
         for m in reversed(list(self.modules())):
             fn(m)
-        return self
-
-    def to_backend(self) -> Module:
-        """Move every parameter and buffer to the currently selected backend (after ``set_backend``)."""
-        for p in self.parameters():
-            p.data = backend.asarray(p.data)
-            if p.grad is not None:
-                p.grad = backend.asarray(p.grad)
-        for m in self.modules():
-            for name in m._buffer_names:
-                value = getattr(m, name)
-                if value is not None:
-                    object.__setattr__(m, name, backend.asarray(value))
         return self
 
     # ----------------------------------------------------------------- state

@@ -2,8 +2,11 @@
 
 A checkpoint is a NumPy ``.npz`` archive of a module's ``state_dict()`` (one array per dotted name). It is
 read with ``allow_pickle=False``, so opening a file from elsewhere can never run code, and written to a
-temporary file in the same folder and then renamed: a crash or a full disk during the write leaves the
-previous checkpoint intact, because a rename within one file system is atomic.
+temporary file in the same folder, flushed to disk and then renamed: a crash or a full disk during the
+write leaves the previous checkpoint intact, because a rename within one file system is atomic.
+
+:func:`save_npz` and :func:`load_npz` are the package's only ``.npz`` writer and reader; anything that
+stores arrays (training checkpoints with their optimizer state, exported weights) goes through them.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ __all__ = ["load", "load_npz", "save", "save_npz"]
 
 
 def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> None:
-    """Write ``arrays`` (name -> array on either backend, or number) to ``path`` atomically.
+    """Write ``arrays`` (name -> array on either backend, number or string) to ``path`` atomically.
 
     The file is written exactly at ``path`` (NumPy would otherwise append ``.npz`` to other names).
+    Object arrays are refused (they would need pickle to be read back).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -40,10 +44,25 @@ def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_folder(folder)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the file's own data is already on disk
+    finally:
+        os.close(fd)
 
 
 def load_npz(path: str | os.PathLike[str]) -> dict[str, numpy.ndarray]:
