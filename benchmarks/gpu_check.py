@@ -36,7 +36,7 @@ sys.path.insert(0, HERE)
 import minissd  # noqa: E402
 import minissd.nn.functional as F  # noqa: E402
 from minissd import Tensor, backend  # noqa: E402
-from minissd.nn import im2col  # noqa: E402
+from minissd.nn import workspace  # noqa: E402
 
 TOLERANCE = 1e-4
 START = time.perf_counter()
@@ -87,9 +87,9 @@ def _cases(rng: np.random.Generator) -> list[tuple[str, Callable[..., Tensor], l
 def _run_case(name: str, fn: Callable[..., Tensor], inputs: list[np.ndarray], settings: dict,
               on: str, upstream: np.ndarray | None) -> tuple[list[np.ndarray], np.ndarray]:
     backend.set_backend(on)
-    limit = im2col.get_buffer_bytes()
+    limit = workspace.get_buffer_bytes()
     if "buffer" in settings:
-        im2col.set_buffer_bytes(settings["buffer"])
+        workspace.set_buffer_bytes(settings["buffer"])
     try:
         tensors = [Tensor(backend.asarray(v), requires_grad=True) for v in inputs]
         out = fn(*tensors)
@@ -99,7 +99,7 @@ def _run_case(name: str, fn: Callable[..., Tensor], inputs: list[np.ndarray], se
         backend.synchronize()
         results = [backend.to_numpy(out.data)] + [backend.to_numpy(t.grad) for t in tensors]
     finally:
-        im2col.set_buffer_bytes(limit)
+        workspace.set_buffer_bytes(limit)
     return results, g
 
 

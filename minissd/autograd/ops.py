@@ -277,9 +277,8 @@ def log_softmax_array(a: Any, axis: int = -1) -> Any:
 
 
 def softmax_array(a: Any, axis: int = -1) -> Any:
-    """``exp(a) / sum(exp(a))`` along ``axis`` on a plain array, computed after subtracting the max."""
-    e = backend.get_array_module(a).exp(a - a.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    """``exp(a) / sum(exp(a))`` along ``axis`` on a plain array: the exponential of :func:`log_softmax_array`."""
+    return backend.get_array_module(a).exp(log_softmax_array(a, axis))
 
 
 class Softmax(Function):
