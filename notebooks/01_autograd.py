@@ -21,7 +21,8 @@
 # `backward()` applies the chain rule from the loss back to the inputs. This notebook differentiates
 # small graphs by hand, checks that `minissd` agrees, shows why the walk must follow a **topological
 # order**, and ends with **gradient checks** against finite differences.
-# The code is in `minissd/autograd/tensor.py`; `docs/autograd.md` is the written companion.
+# The code is in `minissd/autograd/` (`tensor.py`: the Tensor and `backward()`; `function.py`; `ops.py`);
+# `docs/autograd.md` is the written companion.
 
 # %%
 import os

@@ -21,7 +21,7 @@
 # becomes one matrix product (**im2col**), what **stride**, **padding** and **dilation** do (fc6's
 # atrous 3x3 that sees 13x13), why SSD's pool3 rounds up (**ceil_mode**, 75 → 38) and why pool5 is
 # 3x3 with stride 1. Every layer ends with a gradient check.
-# Code: `minissd/nn/functional.py`, `minissd/nn/im2col.py`, `minissd/nn/reference.py`.
+# Code: `minissd/nn/conv.py` (the textbook im2col convolution first, then the fast path) and `minissd/nn/pool.py`.
 
 # %%
 import os
@@ -44,20 +44,19 @@ print(f"minissd {minissd.__version__}, backend {minissd.get_backend()}, FAST={FA
 # A convolution slides a C x kh x kw window over the input. **im2col** copies the window seen by each
 # output position into one **column** of a matrix: K = C·kh·kw rows (one per weight), L = Ho·Wo columns
 # (one per output pixel). Here: one channel, a 4x4 input, a 3x3 kernel, so 2x2 outputs and a 9 x 4
-# matrix. `minissd.nn.im2col.im2col` fills a buffer shaped (N, C, kh, kw, Ho, Wo).
+# matrix. `minissd.nn.conv.im2col` returns an array shaped (N, C, kh, kw, Ho, Wo).
 
 # %%
 from matplotlib.patches import Rectangle
 
 import minissd.nn.functional as F
 from minissd import Tensor
-from minissd.nn.im2col import im2col
+from minissd.nn.conv import im2col, use_textbook
 
 x_small = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)     # (N, C, H, W)
 kh = kw = 3
 ho, wo = F.conv2d_output_shape((4, 4), (kh, kw))
-cols = np.empty((1, 1, kh, kw, ho, wo))                           # (N, C, kh, kw, Ho, Wo)
-im2col(x_small, cols, (kh, kw), (1, 1), (0, 0), (1, 1))
+cols = im2col(x_small, (kh, kw))                                  # (N, C, kh, kw, Ho, Wo)
 K, L = 1 * kh * kw, ho * wo
 matrix = cols.reshape(K, L)
 print(f"input 4x4, kernel 3x3 -> output {ho}x{wo}; column matrix {K} x {L}:")
@@ -90,25 +89,24 @@ plt.show()
 #
 # With the columns in hand, the convolution of O filters is **one matrix product**:
 # W (O, K) @ cols (K, L) → (O, L), reshaped to (O, Ho, Wo). Below: 3 input channels, 2 filters, and the
-# product checked against `F.conv2d` (which does exactly this, in chunks) and against the slow loop of
-# `minissd.nn.reference.conv2d_reference`, read straight from the definition.
+# product checked against `F.conv2d`'s textbook path (`use_textbook()`: pad, im2col, one product, the
+# code of `minissd/nn/conv.py` a reader sees first) and its default fast path (the same columns, in
+# chunks that reuse one buffer).
 
 # %%
-from minissd.nn.reference import conv2d_reference, max_pool2d_reference
-
 rng = np.random.default_rng(0)
 C, O, H = 3, 2, 6
 x = rng.standard_normal((1, C, H, H))
 w = rng.standard_normal((O, C, 3, 3))
 ho, wo = F.conv2d_output_shape((H, H), (3, 3), padding=1)
-cols = np.empty((1, C, 3, 3, ho, wo))
-im2col(x, cols, (3, 3), (1, 1), (1, 1), (1, 1))
+cols = im2col(x, (3, 3), padding=1)
 y_matmul = (w.reshape(O, C * 9) @ cols.reshape(C * 9, ho * wo)).reshape(1, O, ho, wo)
 y_conv = to_numpy(F.conv2d(x, w, padding=1).data)
-y_loop = conv2d_reference(x, w, padding=1)
+with use_textbook():
+    y_textbook = to_numpy(F.conv2d(x, w, padding=1).data)
 print(f"W {w.reshape(O, -1).shape} @ cols {cols.reshape(C * 9, -1).shape} -> {y_matmul.shape}")
-print(f"max |matmul - F.conv2d| = {np.abs(y_matmul - y_conv).max():.1e}, "
-      f"max |matmul - reference loop| = {np.abs(y_matmul - y_loop).max():.1e}")
+print(f"max |matmul - F.conv2d (fast)| = {np.abs(y_matmul - y_conv).max():.1e}, "
+      f"max |matmul - F.conv2d (textbook)| = {np.abs(y_matmul - y_textbook).max():.1e}")
 
 # %% [markdown]
 # The price of one big product is memory: the column matrix holds every pixel kh·kw times. For SSD300's
@@ -133,7 +131,7 @@ for name, side in [("conv1_2", 300), ("conv3_3", 75), ("conv4_3", conv4_3_side),
 
 
 # %% [markdown]
-# That is why `im2col.py` processes a batch in chunks whose buffer stays under a limit
+# That is why the fast path of `conv.py` processes a batch in chunks whose buffer stays under a limit
 # (`get_buffer_bytes()`), and recomputes the columns in the backward pass instead of keeping them.
 #
 # ## 3. Stride, padding, dilation
@@ -238,7 +236,9 @@ x5 = np.arange(25, dtype=np.float64).reshape(1, 1, 5, 5)
 fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.5))
 for ax, ceil in zip(axes, [False, True]):
     y = to_numpy(F.max_pool2d(x5, 2, ceil_mode=ceil).data)
-    assert np.array_equal(y, max_pool2d_reference(x5, 2, ceil_mode=ceil))
+    # by hand: each window's maximum is its bottom-right entry; ceil mode adds the cut windows of row 4 / col 4
+    by_hand = [[6, 8, 9], [16, 18, 19], [21, 23, 24]] if ceil else [[6, 8], [16, 18]]
+    assert np.array_equal(y[0, 0], by_hand)
     ax.imshow(np.zeros((5, 5)), cmap="Greys", vmin=0, vmax=1)
     for (r, c), v in np.ndenumerate(x5[0, 0]):
         ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=10)
@@ -366,15 +366,14 @@ for name, (fn, inputs) in cases.items():
 #
 # For an input of shape (2, 3, 9, 9) and a 3x3 convolution with stride 2 and padding 1, how many rows K and
 # columns L per image does im2col's column matrix have? Replace `None` by (K, L); the check uses
-# `F.conv2d_output_shape` and the shape of the buffer `im2col` fills.
+# `F.conv2d_output_shape` and the shape of the array `im2col` returns.
 
 # %%
 my_K_L = None   # (K, L)
 
 # %%
 ho9, wo9 = F.conv2d_output_shape((9, 9), (3, 3), stride=2, padding=1)
-cols9 = np.empty((2, 3, 3, 3, ho9, wo9))                      # (N, C, kh, kw, Ho, Wo)
-im2col(np.zeros((2, 3, 9, 9)), cols9, (3, 3), (2, 2), (1, 1), (1, 1))
+cols9 = im2col(np.zeros((2, 3, 9, 9)), (3, 3), stride=2, padding=1)   # (N, C, kh, kw, Ho, Wo)
 truth_KL = (int(np.prod(cols9.shape[1:4])), int(np.prod(cols9.shape[4:])))
 if my_K_L is None:
     print("not answered yet: set my_K_L in the cell above")
