@@ -29,10 +29,11 @@ from typing import Any
 import numpy
 
 from . import backend
-from .autograd import Tensor, no_grad
+from .autograd import Tensor
 from .config import ExtraBlock, SSDConfig
 from .data.loader import DataLoader
 from .data.transforms import eval_transform, train_transform
+from .detection import input_size_of, predict  # noqa: F401 - predict: re-exported for minissd.train.predict
 from .evaluation import evaluate_detections
 from .loss import MultiBoxLoss
 from .matching import match_batch
@@ -139,11 +140,6 @@ def build_model(description: dict[str, Any]) -> Module:
         args = {k: v for k, v in description.items() if k != "kind"}
         return YOLOv1(**args)
     raise ValueError(f"build_model(description): unknown model kind {kind!r}")
-
-
-def input_size_of(model: Module) -> int:
-    """The square input side (pixels) that ``model`` expects."""
-    return model.config.input_size if isinstance(model, SSD) else model.input_size
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -443,17 +439,3 @@ class Trainer:
         if self.out_dir:
             self.save()
         return self.history
-
-
-@no_grad()
-def predict(model: Module, images: list[numpy.ndarray], conf_threshold: float = 0.3) -> list[Any]:
-    """Detections for raw images (H, W, 3) uint8 of any size: resized and normalised as in evaluation.
-
-    Boxes are normalized corners, so they apply to the original image whatever its size.
-    """
-    size = input_size_of(model)
-    transform = eval_transform(size)
-    empty_boxes = numpy.zeros((0, 4), numpy.float32)
-    empty_labels = numpy.zeros((0,), numpy.int64)
-    batch = numpy.stack([transform(im, empty_boxes, empty_labels, None)[0] for im in images])
-    return model.detect(backend.asarray(batch.astype(numpy.float32)), conf_threshold=conf_threshold)
