@@ -108,9 +108,9 @@ def pairwise_iou(a: Any, b: Any) -> Any:
     inter, area_a, area_b = _intersection(a, b)
     xp = backend.get_array_module(inter)
     union = area_a[..., :, None] + area_b[..., None, :] - inter
-    # where the union is 0 the intersection is 0 too; dividing by 1 there gives 0 instead of 0/0 = NaN
-    positive = union > 0
-    return xp.where(positive, inter / xp.where(positive, union, 1), 0)
+    # the intersection is never larger than the union, so where the union is 0 it is 0 too: dividing by 1
+    # there gives 0 instead of 0/0 = NaN
+    return inter / xp.where(union > 0, union, 1)
     # END SOLUTION
 
 
