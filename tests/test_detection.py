@@ -1,5 +1,8 @@
 """Tests of minissd.detection: decode, clip, softmax, per-class threshold and NMS, top-k (by hand, properties);
-predict."""
+predict.
+
+detect runs NMS, so its tests carry the nms_ap marker besides box_coding (decode).
+"""
 
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ D0, D1, D2 = [0, 0, 0.5, 0.5], [0.05, 0, 0.55, 0.5], [0.5, 0.5, 1, 1]
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_detection_output_by_hand():
     (det,) = detect(A(np.zeros((1, 3, 4))), A(CONF), A(PRIORS))
     assert isinstance(det, Detections)
@@ -50,6 +54,7 @@ def test_detection_output_by_hand():
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_threshold_and_top_k():
     (det,) = detect(A(np.zeros((1, 3, 4))), A(CONF), A(PRIORS), conf_threshold=0.2)
     np.testing.assert_allclose(H(det.scores), [0.8, 0.5, 0.3], atol=1e-12)  # (d2, class 1, 0.1) is gone
@@ -61,6 +66,7 @@ def test_threshold_and_top_k():
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_boxes_are_decoded_from_the_offsets_and_clipped_to_the_image():
     # offset l_cx = -1 on d2 moves its centre by -1 * 0.1 * 0.5 = -0.05: corners (0.45, 0.5, 0.95, 1.0)
     loc = np.zeros((1, 3, 4))
@@ -80,6 +86,7 @@ def test_boxes_are_decoded_from_the_offsets_and_clipped_to_the_image():
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_clipping_happens_before_nms():
     # d0 and d1 widened 3x (l_w = log(3) / 0.2): unclipped corners (-0.5, 0, 1, 0.5) and (-0.45, 0, 1.05, 0.5),
     # IoU 0.725 / 0.775 = 0.935; clipped both are (0, 0, 1, 0.5): identical, IoU 1.
@@ -91,6 +98,7 @@ def test_clipping_happens_before_nms():
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_batch_and_empty_images():
     conf = np.array(CONF * 2)
     conf[1] = [[10.0, 0.0, 0.0]] * 3  # image 1: background everywhere, p(object) = 1/(e^10 + 2) < 0.01
@@ -100,6 +108,7 @@ def test_batch_and_empty_images():
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_accepts_tensors_and_float32():
     loc = Tensor(A(np.zeros((1, 3, 4)), np.float32))
     conf = Tensor(A(CONF, np.float32))
@@ -109,6 +118,7 @@ def test_accepts_tensors_and_float32():
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_class_probabilities_are_stable_for_huge_logits():
     # logits (1000, 1000, -1000) on every box: exp(1000) overflows, but the softmax is (0.5, 0.5, 0)
     conf = np.tile([1000.0, 1000.0, -1000.0], (1, 3, 1))
@@ -159,6 +169,7 @@ def test_detect_equals_a_slow_reference_and_keeps_its_invariants(seed, p, c, top
 
 @pytest.mark.default_boxes
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_ssd300_sized_output_runs_and_respects_top_k():
     from minissd.config import SSDConfig
     from minissd.priors import default_boxes

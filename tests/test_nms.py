@@ -168,6 +168,7 @@ def test_multiclass_nms_equals_nms_per_class(seed, p, c, top, score_thr):
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_multiclass_nms_with_nothing_above_the_threshold_is_empty():
     out = multiclass_nms(A([[0, 0, 1, 1]]), A([[0.1, 0.2]]), 0.45, score_threshold=0.5)
     assert all(H(x).shape == (0,) for x in out)
