@@ -34,6 +34,7 @@ from minissd import backend
 from minissd.boxes import center_to_corners, iou
 from minissd.config import SSDConfig
 from minissd.detection import detect
+from minissd.nn import functional as F
 from minissd.priors import default_boxes
 
 
@@ -113,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for name, (loc, conf) in cases.items():
-        e = np.exp(conf - conf.max(-1, keepdims=True))
-        probs = e / e.sum(-1, keepdims=True)
+        with minissd.no_grad():
+            probs = backend.to_numpy(F.softmax(conf).data)
         candidates = (probs[..., 1:] > 0.01).sum(axis=1).mean()  # per image and class
         loc_d, conf_d = backend.asarray(loc), backend.asarray(conf)
         times = time_detect(loc_d, conf_d, priors, args.repeats)

@@ -1,6 +1,6 @@
-"""Boxes: the two box formats, IoU, the SSD offset encoding, and non-maximum suppression.
+"""Boxes: the two box formats, IoU, and the SSD offset encoding (non-maximum suppression: :mod:`minissd.nms`).
 
-Formats (DESIGN.md):
+Formats (used everywhere in minissd):
 
 * **corners** ``(xmin, ymin, xmax, ymax)``: ground truth and detections, normalized to [0, 1];
 * **centre** ``(cx, cy, w, h)``: default boxes ("priors"), normalized to [0, 1].
@@ -17,6 +17,8 @@ authors' released code::
 
 Every function takes NumPy or CuPy arrays and returns arrays of the same kind (``xp`` pattern). Float
 inputs keep their dtype; integer inputs are computed in float64.
+
+``from minissd.boxes import nms`` still works: it is :func:`minissd.nms.nms`, re-exported.
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any
-
-import numpy
 
 from . import backend
 
@@ -108,9 +108,9 @@ def pairwise_iou(a: Any, b: Any) -> Any:
     inter, area_a, area_b = _intersection(a, b)
     xp = backend.get_array_module(inter)
     union = area_a[..., :, None] + area_b[..., None, :] - inter
-    # where the union is 0 the intersection is 0 too; dividing by 1 there gives 0 instead of 0/0 = NaN
-    positive = union > 0
-    return xp.where(positive, inter / xp.where(positive, union, 1), 0)
+    # the intersection is never larger than the union, so where the union is 0 it is 0 too: dividing by 1
+    # there gives 0 instead of 0/0 = NaN
+    return inter / xp.where(union > 0, union, 1)
     # END SOLUTION
 
 
@@ -135,18 +135,6 @@ def _intersection(a: Any, b: Any) -> tuple[Any, Any, Any]:
     iw *= ih
     return iw, area(a), area(b)
     # END SOLUTION
-
-
-def _iou_above(a: Any, b: Any, threshold: float) -> Any:
-    """Pairwise ``IoU > threshold`` as booleans (..., N, M), without dividing.
-
-    With I the intersection and A, B the areas, IoU = I / (A + B - I), so for t >= 0
-    ``IoU > t  <=>  I > t (A + B - I)  <=>  (1 + t) I > t (A + B)``. Both NMS functions use this same
-    inequality, so they agree exactly; it also skips a division and the 0/0 case (then I = 0: False).
-    """
-    inter, area_a, area_b = _intersection(a, b)
-    inter *= 1.0 + threshold
-    return inter > threshold * (area_a[..., :, None] + area_b[..., None, :])
 
 
 def iou(a: Any, b: Any) -> Any:
@@ -220,156 +208,11 @@ def decode(loc: Any, priors_center: Any, variances: Sequence[float] = (0.1, 0.2)
     # END SOLUTION
 
 
-# --------------------------------------------------------------------------- NMS
-def _check_nms_args(fn: str, boxes: Any, scores: Any, iou_threshold: float) -> None:
-    _check_boxes("boxes", fn, boxes)
-    if not backend.is_array(scores) or scores.ndim != 1 or scores.shape[0] != boxes.shape[0]:
-        got = tuple(scores.shape) if backend.is_array(scores) else type(scores).__name__
-        raise ValueError(f"{fn}(scores): expected shape ({boxes.shape[0]},), one score per box, got {got}")
-    if not 0.0 <= float(iou_threshold) <= 1.0:
-        raise ValueError(f"{fn}(iou_threshold): expected a number in [0, 1], got {iou_threshold!r}")
+def __getattr__(name: str) -> Any:
+    # ``boxes.nms`` is minissd.nms.nms, loaded on first use: nms.py imports this module (for iou), so a
+    # plain import here would be circular
+    if name == "nms":
+        from .nms import nms  # noqa: PLC0415
 
-
-def nms(boxes: Any, scores: Any, iou_threshold: float, top_k: int | None = None) -> Any:
-    """Greedy non-maximum suppression of one class.
-
-    Repeat: keep the highest-scoring box that is left, and drop every remaining box whose IoU with it is
-    above ``iou_threshold``. Ties in score are broken by the lower index.
-
-    Args:
-        boxes: (K, 4) corner boxes.
-        scores: (K,) scores.
-        iou_threshold: boxes overlapping a kept box with IoU > this are suppressed (IoU == threshold stays).
-        top_k: stop after keeping this many boxes (None: no limit).
-
-    Returns:
-        (M,) int64 indices into ``boxes`` of the kept boxes, in descending score order. No two kept boxes
-        have IoU above the threshold, and the top-scoring box is always kept.
-    """
-    _check_nms_args("nms", boxes, scores, iou_threshold)
-    xp = backend.get_array_module(boxes, scores)
-    if top_k is not None and top_k <= 0:
-        return xp.zeros((0,), dtype=xp.int64)
-    # BEGIN SOLUTION nms_ap
-    order = xp.argsort(-scores, kind="stable")  # descending; stable keeps ties in index order
-    sorted_boxes = _float(boxes)[order]
-    remaining = xp.arange(order.shape[0])  # positions in `order` still in play
-    keep: list[Any] = []
-    # one iteration per KEPT box: each compares the new winner with all remaining boxes at once
-    while remaining.shape[0] > 0:
-        best = remaining[:1]  # (1,): the highest score left, since `remaining` stays sorted
-        keep.append(best)
-        if top_k is not None and len(keep) >= top_k:
-            break
-        rest = remaining[1:]
-        suppressed = _iou_above(sorted_boxes[best], sorted_boxes[rest], iou_threshold)[0]  # (len(rest),)
-        remaining = rest[~suppressed]
-    if not keep:
-        return xp.zeros((0,), dtype=xp.int64)
-    return order[xp.concatenate(keep)].astype(xp.int64)
-    # END SOLUTION
-
-
-def batched_nms(boxes: Any, scores: Any, labels: Any, iou_threshold: float) -> Any:
-    """Per-class NMS: boxes of different labels never suppress each other.
-
-    Args:
-        boxes: (K, 4) corner boxes.
-        scores: (K,) scores.
-        labels: (K,) integer class of each box.
-        iou_threshold: as in :func:`nms`, applied within each class.
-
-    Returns:
-        (M,) int64 indices of the kept boxes, all classes together, in descending score order.
-    """
-    _check_nms_args("batched_nms", boxes, scores, iou_threshold)
-    xp = backend.get_array_module(boxes, scores, labels)
-    if not backend.is_array(labels) or tuple(labels.shape) != tuple(scores.shape):
-        got = tuple(labels.shape) if backend.is_array(labels) else type(labels).__name__
-        raise ValueError(f"batched_nms(labels): expected shape {tuple(scores.shape)}, got {got}")
-    kept = []
-    for c in backend.to_numpy(xp.unique(labels)).tolist():  # a loop over classes, not boxes
-        members = xp.nonzero(labels == c)[0]
-        kept.append(members[nms(boxes[members], scores[members], iou_threshold)])
-    if not kept:
-        return xp.zeros((0,), dtype=xp.int64)
-    kept_all = xp.concatenate(kept)
-    return kept_all[xp.argsort(-scores[kept_all], kind="stable")].astype(xp.int64)
-
-
-def multiclass_nms(
-    boxes: Any,
-    scores: Any,
-    iou_threshold: float,
-    score_threshold: float = 0.0,
-    top_k_per_class: int | None = None,
-) -> tuple[Any, Any, Any]:
-    """NMS for every class at once over one shared set of boxes (SSD's case: one box per default box).
-
-    For each class c: take the boxes whose score for c is above ``score_threshold``, keep at most the
-    ``top_k_per_class`` best of them, and run greedy NMS. The classes are processed together: their
-    candidate IoU matrices form one (C, K, K) array and the greedy loop runs once over the K candidate
-    ranks, deciding rank k for all classes in one vectorized step. The result equals running :func:`nms`
-    on each class separately.
-
-    Args:
-        boxes: (P, 4) corner boxes.
-        scores: (P, C) score of each box for each class (background excluded by the caller).
-        iou_threshold: suppress a box whose IoU with a kept box of the same class is above this.
-        score_threshold: only scores strictly above this enter NMS.
-        top_k_per_class: at most this many highest-scoring candidates per class enter NMS (None: all).
-
-    Returns:
-        ``(box_index, class_index, score)``, each (M,): which box, which column of ``scores``, and its score,
-        all kept detections sorted by descending score (ties by class, then box index).
-    """
-    _check_boxes("boxes", "multiclass_nms", boxes)
-    xp = backend.get_array_module(boxes, scores)
-    if not backend.is_array(scores) or scores.ndim != 2 or scores.shape[0] != boxes.shape[0]:
-        got = tuple(scores.shape) if backend.is_array(scores) else type(scores).__name__
-        raise ValueError(f"multiclass_nms(scores): expected shape ({boxes.shape[0]}, C), got {got}")
-    if not 0.0 <= float(iou_threshold) <= 1.0:
-        raise ValueError(f"multiclass_nms(iou_threshold): expected a number in [0, 1], got {iou_threshold!r}")
-    num_boxes, num_classes = scores.shape
-    k = num_boxes if top_k_per_class is None else min(int(top_k_per_class), num_boxes)
-    empty = (xp.zeros((0,), xp.int64), xp.zeros((0,), xp.int64), xp.zeros((0,), scores.dtype))
-    if k <= 0 or num_classes == 0:
-        return empty
-
-    # 1. candidates per class, best first: (C, K) box indices and scores
-    s = scores.T  # (C, P)
-    if k < num_boxes:
-        # argpartition finds the k best in O(P); only those k are then sorted
-        cand = xp.argpartition(-s, k - 1, axis=1)[:, :k]
-        cand_scores = xp.take_along_axis(s, cand, axis=1)
-        order = xp.argsort(-cand_scores, axis=1, kind="stable")
-        cand = xp.take_along_axis(cand, order, axis=1)
-    else:
-        cand = xp.argsort(-s, axis=1, kind="stable")
-    cand_scores = xp.take_along_axis(s, cand, axis=1)  # (C, K), descending along each row
-    valid = cand_scores > score_threshold  # a prefix of each row, since rows are sorted
-    k_used = int(backend.to_numpy(valid.sum(axis=1)).max())
-    if k_used == 0:
-        return empty
-    cand, cand_scores, valid = cand[:, :k_used], cand_scores[:, :k_used], valid[:, :k_used]
-
-    # 2. which candidate would suppress which, within each class: (C, K, K) booleans. One class at a
-    # time: a K x K problem stays in the CPU cache, one (C, K, K) problem does not (2x slower here).
-    cand_boxes = _float(boxes)[cand]  # (C, K, 4)
-    # 3. the greedy loop runs on the host: it is sequential by nature, and on a GPU each step would wait
-    # for the device; the boolean matrices are small, so they are copied once and looped over in NumPy.
-    sup = numpy.stack([backend.to_numpy(_iou_above(b, b, iou_threshold)) for b in cand_boxes])
-    removed = ~backend.to_numpy(valid)  # (C, K): invalid candidates can neither be kept nor suppress
-    keep = numpy.zeros_like(removed)
-    for rank in range(k_used):
-        alive = ~removed[:, rank]  # (C,): classes whose candidate at this rank survives
-        if not alive.any():
-            continue
-        keep[:, rank] = alive
-        removed |= sup[:, rank, :] & alive[:, None]  # it suppresses every later candidate it overlaps
-
-    cls, rank = (xp.asarray(i) for i in numpy.nonzero(keep))  # row-major: class, then rank
-    box_index = cand[cls, rank]
-    score = cand_scores[cls, rank]
-    order = xp.argsort(-score, kind="stable")
-    return box_index[order].astype(xp.int64), cls[order].astype(xp.int64), score[order]
+        return nms
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

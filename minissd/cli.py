@@ -330,7 +330,7 @@ def _read_image(path: str) -> numpy.ndarray:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from .train import predict  # noqa: PLC0415
+    from .detection import predict  # noqa: PLC0415
     from .viz import show_detections  # noqa: PLC0415
 
     _set_backend(args.backend)
@@ -442,7 +442,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     def detections_figure(model: Any, title: str) -> Any:
         fig, axes = plt.subplots(2, 3, figsize=(10, 6.8))
         imgs = [test_mixed[i][0] for i in range(6)]
-        from .train import predict  # noqa: PLC0415
+        from .detection import predict  # noqa: PLC0415
 
         for ax, im, det, i in zip(axes.ravel(), imgs, predict(model, imgs, 0.4), range(6)):
             show_detections(im, *(backend.to_numpy(a) for a in det), names, gt_boxes=test_mixed[i][1], ax=ax)

@@ -1,9 +1,9 @@
-"""Detection output: from the network's raw (loc, conf) to a short list of boxes per image.
+"""Detection output: from the network's raw (loc, conf) to a short list of boxes per image; and inference.
 
-The steps, as in the released SSD (Caffe's DetectionOutput layer):
+The steps of :func:`detect`, as in the released SSD (Caffe's DetectionOutput layer):
 
 1. **decode** every default box's offsets into a corner box (one box per default box, shared by all
-   classes: SSD's localization is class-agnostic);
+   classes: SSD's localization is class-agnostic), **clipped to the image** [0, 1];
 2. **softmax** the class logits into probabilities;
 3. per object class, keep the boxes whose probability is above ``conf_threshold`` (0.01), at most the
    ``pre_nms_top_k`` (400) best of them;
@@ -11,25 +11,37 @@ The steps, as in the released SSD (Caffe's DetectionOutput layer):
    same class only the best survives;
 5. per image, the ``top_k`` (200) highest-scoring survivors of all classes.
 
-Steps 3-4 run for all classes at once (:func:`minissd.boxes.multiclass_nms`), so SSD300's 8732 x 21
+Steps 3-4 run for all classes at once (:func:`minissd.nms.multiclass_nms`), so SSD300's 8732 x 21
 scores of a batch of 8 post-process in a fraction of a second on a CPU (``benchmarks/bench_postprocess.py``).
+
+Clipping happens before NMS: a detection is a region of the image, so the boxes NMS compares, the boxes
+reported and the boxes evaluated are the same. A box that lies wholly outside the image clips to zero area;
+it then overlaps nothing, and costs a false positive as it did before clipping.
+
+:func:`predict` runs a model on raw images of any size (resize and normalize as in evaluation, batches,
+eval mode, no graph) and returns the same :class:`Detections`.
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+import numpy
+
 from . import backend
-from .boxes import decode, multiclass_nms
+from .autograd import Tensor, no_grad
+from .boxes import decode
+from .data.transforms import eval_transform
+from .nms import multiclass_nms
 
 
 class Detections(NamedTuple):
     """The detections of one image, sorted by descending score.
 
     Attributes:
-        boxes: (K, 4) corner boxes ``(xmin, ymin, xmax, ymax)``, normalized to the image (not clipped).
+        boxes: (K, 4) corner boxes ``(xmin, ymin, xmax, ymax)``, normalized to the image, in [0, 1].
         labels: (K,) int64 object classes in 1 .. C-1 (0, background, never appears).
         scores: (K,) class probabilities in (conf_threshold, 1].
     """
@@ -47,13 +59,6 @@ def _array(name: str, a: Any) -> Any:
     if backend.is_array(data):
         return data
     raise TypeError(f"detect({name}): expected a NumPy/CuPy array or a Tensor, got {type(a).__name__}")
-
-
-def softmax(logits: Any, axis: int = -1) -> Any:
-    """Probabilities from logits along ``axis`` (max subtracted first, so large logits do not overflow)."""
-    xp = backend.get_array_module(logits)
-    e = xp.exp(logits - logits.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 def detect(
@@ -79,7 +84,7 @@ def detect(
         pre_nms_top_k: at most this many candidates per class enter NMS (None: all), as in Caffe's SSD.
 
     Returns:
-        N :class:`Detections`, arrays on the backend of ``loc``.
+        N :class:`Detections`, arrays on the selected backend (inputs from the other one are moved there).
     """
     loc, conf = _array("loc", loc), _array("conf", conf)
     if not backend.is_array(priors) or priors.ndim != 2 or priors.shape[1] != 4:
@@ -99,11 +104,11 @@ def detect(
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise ValueError(f"detect(top_k): expected a positive integer, got {top_k!r}")
 
-    xp = backend.get_array_module(loc, conf)
-    # the default boxes go where the network output is (a host copy when loc is on the host)
-    priors = backend.to_numpy(priors) if xp.__name__ == "numpy" else xp.asarray(priors)
-    boxes = decode(loc, priors, variances)  # (N, P, 4)
-    scores = softmax(conf)  # (N, P, C)
+    xp = backend.xp()
+    loc, conf, priors = backend.asarray(loc), backend.asarray(conf), backend.asarray(priors)
+    boxes = xp.clip(decode(loc, priors, variances), 0.0, 1.0)  # (N, P, 4) corners inside the image
+    with no_grad():  # probabilities for ranking only: no graph to build
+        scores = Tensor(conf).softmax(axis=-1).data  # (N, P, C)
     out = []
     for n in range(loc.shape[0]):
         box_index, cls, score = multiclass_nms(
@@ -113,4 +118,64 @@ def detect(
         # multiclass_nms sorts by score, so the best top_k are the first ones
         box_index, cls, score = box_index[: int(top_k)], cls[: int(top_k)], score[: int(top_k)]
         out.append(Detections(boxes=boxes[n][box_index], labels=cls + 1, scores=score))
+    return out
+
+
+def input_size_of(model: Any) -> int:
+    """The square input side (pixels) that ``model`` expects: ``model.input_size``, else
+    ``model.config.input_size`` (an SSD carries it in its config)."""
+    size = getattr(model, "input_size", None)
+    if size is None:
+        size = getattr(getattr(model, "config", None), "input_size", None)
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise TypeError(f"input_size_of(model): expected a model with input_size or config.input_size "
+                        f"(a positive integer), got {type(model).__name__}")
+    return int(size)
+
+
+def eval_transform_for(model: Any) -> Any:
+    """The evaluation transform (resize to the model's input size, normalize) that ``model``'s weights want.
+
+    Weights converted from elsewhere record their own normalisation as ``model.input_convention`` (mean and
+    std per RGB channel on the 0..255 scale); other models use minissd's default.
+    """
+    convention = getattr(model, "input_convention", None)
+    if convention is None:
+        return eval_transform(input_size_of(model))
+    return eval_transform(input_size_of(model), convention.mean, convention.std)
+
+
+def predict(
+    model: Any,
+    images: Iterable[numpy.ndarray],
+    conf_threshold: float = 0.3,
+    nms_threshold: float = 0.45,
+    top_k: int = 200,
+    batch_size: int = 32,
+) -> list[Detections]:
+    """Detections for raw images of any size, resized and normalized as in evaluation.
+
+    Args:
+        model: a detector with ``detect(batch, conf_threshold, nms_threshold, top_k)`` (SSD, YOLOv1) and
+            an input size (:func:`input_size_of`).
+        images: (H, W, 3) uint8 images, each of any size (a list, tuple or any iterable).
+        conf_threshold, nms_threshold, top_k: passed to ``model.detect`` (see :func:`detect`).
+        batch_size: images per forward pass (memory grows with it).
+
+    Returns:
+        One :class:`Detections` per image, in order. Boxes are normalized corners, so they apply to the
+        original image whatever its size; arrays on the selected backend.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"predict(batch_size): expected a positive integer, got {batch_size!r}")
+    transform = eval_transform_for(model)
+    images = list(images)
+    empty_boxes = numpy.zeros((0, 4), numpy.float32)
+    empty_labels = numpy.zeros((0,), numpy.int64)
+    out: list[Detections] = []
+    for start in range(0, len(images), int(batch_size)):
+        chunk = images[start : start + int(batch_size)]
+        batch = numpy.stack([transform(im, empty_boxes, empty_labels, None)[0] for im in chunk])
+        out.extend(model.detect(backend.asarray(batch.astype(numpy.float32)), conf_threshold=conf_threshold,
+                                nms_threshold=nms_threshold, top_k=top_k))
     return out

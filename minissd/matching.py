@@ -22,11 +22,6 @@ from . import backend
 from .boxes import center_to_corners, encode, iou
 
 
-def _on(xp: Any, a: Any) -> Any:
-    """``a`` as an array of module ``xp`` (host <-> device copy when needed)."""
-    return backend.to_numpy(a) if xp.__name__ == "numpy" else xp.asarray(a)
-
-
 def _check_gt(fn: str, gt_boxes: Any, gt_labels: Any | None, priors: Any) -> None:
     if not backend.is_array(gt_boxes) or gt_boxes.ndim != 2 or gt_boxes.shape[1] != 4:
         got = tuple(gt_boxes.shape) if backend.is_array(gt_boxes) else type(gt_boxes).__name__
@@ -173,7 +168,8 @@ def match_batch(
         priors: (P, 4) default boxes in centre form.
 
     Returns:
-        ``(loc_t, conf_t)`` of shapes (N, P, 4) and (N, P), on the backend of ``priors``.
+        ``(loc_t, conf_t)`` of shapes (N, P, 4) and (N, P), on the selected backend (arrays from the other
+        one, e.g. a NumPy dataset's boxes feeding a CuPy model, are moved there).
     """
     if isinstance(gt_boxes, (str, bytes)) or not isinstance(gt_boxes, Sequence):
         raise TypeError(f"match_batch(gt_boxes): expected a list of (G, 4) arrays, "
@@ -182,11 +178,11 @@ def match_batch(
         got = len(gt_labels) if isinstance(gt_labels, Sequence) else type(gt_labels).__name__
         raise ValueError(f"match_batch(gt_labels): expected a list of {len(gt_boxes)} label arrays, "
                          f"got {got}")
-    xp = backend.get_array_module(priors)
+    xp = backend.xp()
+    priors = backend.asarray(priors)
     locs, confs = [], []
     for boxes, labels in zip(gt_boxes, gt_labels):
-        # targets live where the priors live (a numpy dataset feeding a cupy model is the usual case)
-        boxes, labels = _on(xp, boxes), _on(xp, labels)
+        boxes, labels = backend.asarray(boxes), backend.asarray(labels)
         loc_t, conf_t = match(boxes, labels, priors, iou_threshold, variances)
         locs.append(loc_t)
         confs.append(conf_t)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import backend
-from .boxes import center_to_corners, iou
+from .boxes import center_to_corners, corners_to_center, iou
 from .config import SSDConfig
 
 
@@ -68,9 +68,7 @@ def feature_map_boxes(
 def _clip_center(boxes: Any) -> Any:
     """Clip centre-form boxes to the image: corners into [0, 1], then back to centre form."""
     xp = backend.get_array_module(boxes)
-    lo = xp.clip(boxes[:, :2] - boxes[:, 2:] / 2, 0.0, 1.0)
-    hi = xp.clip(boxes[:, :2] + boxes[:, 2:] / 2, 0.0, 1.0)
-    return xp.concatenate([(lo + hi) / 2, hi - lo], axis=1)
+    return corners_to_center(xp.clip(center_to_corners(boxes), 0.0, 1.0))
 
 
 def _clip_size(boxes: Any) -> Any:

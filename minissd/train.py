@@ -31,9 +31,10 @@ from typing import Any
 import numpy
 
 from . import backend
-from .autograd import Tensor, no_grad
+from .autograd import Tensor
 from .data.loader import DataLoader
 from .data.transforms import eval_transform, train_transform
+from .detection import eval_transform_for
 from .evaluation import evaluate_detections
 from .models.registry import model_from_description
 from .models.ssd import InputConvention
@@ -124,17 +125,8 @@ def input_convention_of(model: Module) -> InputConvention:
     return convention if isinstance(convention, InputConvention) else InputConvention()
 
 
-def _eval_transform_for(model: Module) -> Any:
-    convention = input_convention_of(model)
-    return eval_transform(model.input_size, convention.mean, convention.std)
-
 
 # ---------------------------------------------------------------------------- checkpoints
-def input_size_of(model: Module) -> int:
-    """The square input side (pixels) that ``model`` expects (``model.input_size``)."""
-    return model.input_size
-
-
 def _description(model: Module) -> dict[str, Any]:
     describe = getattr(model, "describe", None)
     if describe is None:
@@ -236,7 +228,7 @@ def evaluate_model(model: Module, dataset: Any, batch_size: int = 32, conf_thres
     (boxes, labels, scores) host tuple per image) when ``return_detections``.
     """
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
-    transform = _eval_transform_for(model)
+    transform = eval_transform_for(model)
     pred_b, pred_l, pred_s, gt_b, gt_l, gt_d = [], [], [], [], [], []
     difficult = getattr(dataset, "difficult", None)
     for start in range(0, n, batch_size):
@@ -430,16 +422,3 @@ class Trainer:
         if self.out_dir:
             self.save()
         return self.history
-
-
-@no_grad()
-def predict(model: Module, images: list[numpy.ndarray], conf_threshold: float = 0.3) -> list[Any]:
-    """Detections for raw images (H, W, 3) uint8 of any size: resized and normalised as in evaluation.
-
-    Boxes are normalized corners, so they apply to the original image whatever its size.
-    """
-    transform = _eval_transform_for(model)
-    empty_boxes = numpy.zeros((0, 4), numpy.float32)
-    empty_labels = numpy.zeros((0,), numpy.int64)
-    batch = numpy.stack([transform(im, empty_boxes, empty_labels, None)[0] for im in images])
-    return model.detect(backend.asarray(batch.astype(numpy.float32)), conf_threshold=conf_threshold)

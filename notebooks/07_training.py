@@ -97,8 +97,9 @@ show_jpeg(fig)
 # five highest-scoring detections on three test images (solid; ground truth dashed white).
 
 # %%
+from minissd.detection import predict
 from minissd.models import ssd_mini
-from minissd.train import History, TrainConfig, Trainer, evaluate_model, load_model, predict, read_checkpoint
+from minissd.train import History, TrainConfig, Trainer, evaluate_model, load_model, read_checkpoint
 
 minissd.seed(0)
 model = ssd_mini(num_classes=ShapesDataset.num_classes)
@@ -110,7 +111,7 @@ from IPython.display import Markdown
 
 from minissd.config import SSDConfig
 from minissd.data import eval_transform
-from minissd.detection import softmax
+from minissd.nn.functional import softmax
 from minissd.priors import map_slices
 
 cfg = model.config

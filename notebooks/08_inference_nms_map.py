@@ -21,7 +21,7 @@
 # released SSD): **decode** the offsets into boxes, **softmax** the scores, per class keep the candidates
 # above a score threshold, and **non-maximum suppression** (NMS) per class. Scoring the result over a test
 # set gives **precision-recall curves**, **AP** per class and their mean, **mAP** (`minissd/evaluation.py`,
-# the PASCAL VOC rules). Code: `minissd/boxes.py` (`decode`, `nms`, `multiclass_nms`).
+# the PASCAL VOC rules). Code: `minissd/boxes.py` (`decode`), `minissd/nms.py` (`nms`, `multiclass_nms`).
 #
 # The **shipped weights** (`minissd/weights/`, trained for much longer than a notebook can) are used when they
 # exist; otherwise the notebook trains for a short while and says so. Short training on a CPU gives a weak
@@ -87,7 +87,8 @@ print(f"model: ssd_mini from {source}; test set: {len(test_set)} held-out mixed 
 from IPython.display import Markdown
 
 from minissd.boxes import center_to_corners, corners_to_center, decode
-from minissd.detection import detect, softmax
+from minissd.detection import detect
+from minissd.nn.functional import softmax
 
 cfg = model.config
 priors = to_numpy(model.default_boxes)                               # (P, 4) centre form

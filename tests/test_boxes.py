@@ -1,4 +1,4 @@
-"""Tests of minissd.boxes: formats, IoU, encode/decode, NMS (hand-worked examples and properties).
+"""Tests of minissd.boxes: formats, IoU, encode/decode (hand-worked examples and properties); NMS: test_nms.py.
 
 Arrays are created on the selected backend (``MINISSD_BACKEND=cupy`` reruns these on a GPU) and
 compared on the host.
@@ -15,14 +15,11 @@ from hypothesis import strategies as st
 
 from minissd import backend
 from minissd.boxes import (
-    batched_nms,
     center_to_corners,
     corners_to_center,
     decode,
     encode,
     iou,
-    multiclass_nms,
-    nms,
     pairwise_iou,
 )
 
@@ -203,131 +200,3 @@ def test_decode_inverts_encode(seed, n, var):
     priors = corners_to_center(A(random_boxes(rng, n, min_size=0.01, max_size=1.0)))
     back = H(decode(encode(A(gt), priors, var), priors, var))
     np.testing.assert_allclose(back, gt, atol=1e-10)
-
-
-# --------------------------------------------------------------------------- NMS
-# Four boxes, worked on paper (IoU threshold 0.45):
-#   A (0,0)-(10,10)  score 0.9
-#   B (1,1)-(11,11)  score 0.8   IoU(A,B) = 81 / (100 + 100 - 81) = 0.68 -> suppressed by A
-#   C (20,20)-(30,30) score 0.7  far from everything -> kept
-#   D (5,0)-(15,10)  score 0.6   IoU(A,D) = 50 / 150 = 0.33 -> kept (B, which overlaps it, is gone)
-# They are given in the order D, A, C, B, so the answer in input indices is A, C, D = 1, 2, 0.
-NMS_BOXES = [[5, 0, 15, 10], [0, 0, 10, 10], [20, 20, 30, 30], [1, 1, 11, 11]]
-NMS_SCORES = [0.6, 0.9, 0.7, 0.8]
-
-
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
-def test_nms_of_four_boxes_by_hand():
-    keep = nms(A(NMS_BOXES), A(NMS_SCORES), 0.45)
-    assert H(keep).tolist() == [1, 2, 0]
-    assert H(keep).dtype == np.int64
-    # a stricter threshold 0.3 < 0.33 also removes D
-    assert H(nms(A(NMS_BOXES), A(NMS_SCORES), 0.3)).tolist() == [1, 2]
-    # top_k stops after the best k kept boxes
-    assert H(nms(A(NMS_BOXES), A(NMS_SCORES), 0.45, top_k=2)).tolist() == [1, 2]
-
-
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
-def test_nms_keeps_a_box_whose_iou_equals_the_threshold():
-    # (0,0)-(2,1) and (0,0)-(1,1): IoU = 1 / 2 = 0.5 exactly (binary fractions, no rounding);
-    # "above the threshold" suppresses, equal does not
-    boxes, scores = A([[0, 0, 2, 1], [0, 0, 1, 1]]), A([0.9, 0.8])
-    assert H(nms(boxes, scores, 0.5)).tolist() == [0, 1]
-    assert H(nms(boxes, scores, 0.49)).tolist() == [0]
-
-
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
-def test_nms_edge_cases():
-    assert H(nms(A(np.zeros((0, 4))), A(np.zeros(0)), 0.5)).tolist() == []
-    # equal scores: the lower index comes first; identical boxes: only one survives
-    assert H(nms(A([[0, 0, 1, 1]] * 3), A([0.5, 0.5, 0.5]), 0.5)).tolist() == [0]
-    with pytest.raises(ValueError, match=r"nms\(scores\).*\(4,\)"):
-        nms(A(NMS_BOXES), A([0.1, 0.2]), 0.5)
-    with pytest.raises(ValueError, match=r"nms\(iou_threshold\)"):
-        nms(A(NMS_BOXES), A(NMS_SCORES), 1.5)
-
-
-def _check_nms_invariants(boxes: np.ndarray, scores: np.ndarray, keep: np.ndarray, thr: float) -> None:
-    assert len(set(keep.tolist())) == len(keep)
-    assert (np.diff(scores[keep]) <= 0).all(), "kept boxes must come in descending score order"
-    assert keep[0] == int(np.argmax(scores)), "the top-scoring box is always kept"
-    ov = H(iou(A(boxes[keep]), A(boxes[keep])))
-    np.fill_diagonal(ov, 0)
-    assert (ov <= thr + 1e-9).all(), "no two kept boxes may overlap above the threshold"
-    # greedy: every dropped box overlaps a kept box of higher (or equal, earlier) score above the threshold
-    dropped = np.setdiff1d(np.arange(len(boxes)), keep)
-    if len(dropped):
-        ov_d = H(iou(A(boxes[dropped]), A(boxes[keep])))
-        better = scores[keep][None, :] >= scores[dropped][:, None]
-        assert ((ov_d > thr - 1e-9) & better).any(axis=1).all()
-
-
-@FAST
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), thr=st.floats(0.05, 0.95))
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
-def test_nms_properties(seed, n, thr):
-    rng = np.random.default_rng(seed)
-    boxes = random_boxes(rng, n, 0.05, 0.4)
-    scores = rng.random(n)
-    keep = H(nms(A(boxes), A(scores), thr))
-    _check_nms_invariants(boxes, scores, keep, thr)
-
-
-@FAST
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), classes=st.integers(1, 4))
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
-def test_batched_nms_is_nms_within_each_class(seed, n, classes):
-    rng = np.random.default_rng(seed)
-    boxes, scores = random_boxes(rng, n, 0.05, 0.4), rng.random(n)
-    labels = rng.integers(0, classes, n)
-    keep = H(batched_nms(A(boxes), A(scores), A(labels, dtype=np.int64), 0.45))
-    assert (np.diff(scores[keep]) <= 0).all()
-    for c in range(classes):
-        members = np.nonzero(labels == c)[0]
-        if len(members) == 0:
-            continue
-        expected = members[H(nms(A(boxes[members]), A(scores[members]), 0.45))]
-        assert keep[labels[keep] == c].tolist() == expected.tolist()
-
-
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
-def test_batched_nms_classes_do_not_suppress_each_other():
-    boxes = A([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1]])
-    keep = batched_nms(boxes, A([0.9, 0.8, 0.7]), A([1, 2, 1], dtype=np.int64), 0.5)
-    assert H(keep).tolist() == [0, 1]  # box 2 is class 1 like box 0 and identical to it
-
-
-@FAST
-@given(seed=st.integers(0, 2**32 - 1), p=st.integers(1, 80), c=st.integers(1, 4),
-       top=st.sampled_from([None, 1, 5, 30]), score_thr=st.sampled_from([0.0, 0.3, 0.9]))
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
-def test_multiclass_nms_equals_nms_per_class(seed, p, c, top, score_thr):
-    rng = np.random.default_rng(seed)
-    boxes, scores = random_boxes(rng, p, 0.05, 0.4), rng.random((p, c))
-    box_index, cls, score = (H(x) for x in multiclass_nms(A(boxes), A(scores), 0.45, score_thr, top))
-    assert (np.diff(score) <= 0).all()
-    np.testing.assert_allclose(score, scores[box_index, cls])
-    for k in range(c):
-        # reference: threshold, keep the `top` best, then plain greedy NMS
-        cand = np.nonzero(scores[:, k] > score_thr)[0]
-        cand = cand[np.argsort(-scores[cand, k], kind="stable")][:top]
-        expected = cand[H(nms(A(boxes[cand]), A(scores[cand, k]), 0.45))] if len(cand) else cand
-        assert sorted(box_index[cls == k].tolist()) == sorted(expected.tolist())
-
-
-@pytest.mark.box_coding
-def test_multiclass_nms_with_nothing_above_the_threshold_is_empty():
-    out = multiclass_nms(A([[0, 0, 1, 1]]), A([[0.1, 0.2]]), 0.45, score_threshold=0.5)
-    assert all(H(x).shape == (0,) for x in out)
-    # "above" is strict: a score equal to the threshold is not a candidate
-    out = multiclass_nms(A([[0, 0, 1, 1]]), A([[0.5, 0.25]]), 0.45, score_threshold=0.5)
-    assert H(out[0]).shape == (0,)
-    out = multiclass_nms(A([[0, 0, 1, 1]]), A([[0.5, 0.25]]), 0.45, score_threshold=0.25)
-    assert H(out[1]).tolist() == [0] and H(out[2]).tolist() == [0.5]

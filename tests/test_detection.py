@@ -1,4 +1,8 @@
-"""Tests of minissd.detection: decode, softmax, per-class threshold and NMS, top-k (by hand, properties)."""
+"""Tests of minissd.detection: decode, clip, softmax, per-class threshold and NMS, top-k (by hand, properties);
+predict.
+
+detect runs NMS, so its tests carry the nms_ap marker besides box_coding (decode).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from hypothesis import strategies as st
 
 from minissd import Tensor, backend
 from minissd.boxes import center_to_corners, decode, iou, nms
-from minissd.detection import Detections, detect, softmax
+from minissd.detection import Detections, detect, input_size_of, predict
 
 FAST = settings(max_examples=25, deadline=None)
 
@@ -40,6 +44,7 @@ D0, D1, D2 = [0, 0, 0.5, 0.5], [0.05, 0, 0.55, 0.5], [0.5, 0.5, 1, 1]
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_detection_output_by_hand():
     (det,) = detect(A(np.zeros((1, 3, 4))), A(CONF), A(PRIORS))
     assert isinstance(det, Detections)
@@ -49,6 +54,7 @@ def test_detection_output_by_hand():
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_threshold_and_top_k():
     (det,) = detect(A(np.zeros((1, 3, 4))), A(CONF), A(PRIORS), conf_threshold=0.2)
     np.testing.assert_allclose(H(det.scores), [0.8, 0.5, 0.3], atol=1e-12)  # (d2, class 1, 0.1) is gone
@@ -60,16 +66,39 @@ def test_threshold_and_top_k():
 
 
 @pytest.mark.box_coding
-def test_boxes_are_decoded_from_the_offsets():
-    # offset l_cx = 1 on d2 moves its centre by 1 * 0.1 * 0.5 = 0.05:
-    # corners (0.55, 0.5, 1.05, 1.0), not clipped
+@pytest.mark.nms_ap
+def test_boxes_are_decoded_from_the_offsets_and_clipped_to_the_image():
+    # offset l_cx = -1 on d2 moves its centre by -1 * 0.1 * 0.5 = -0.05: corners (0.45, 0.5, 0.95, 1.0)
     loc = np.zeros((1, 3, 4))
+    loc[0, 2, 0] = -1.0
+    (det,) = detect(A(loc), A(CONF), A(PRIORS), conf_threshold=0.45)
+    np.testing.assert_allclose(H(det.boxes), [D0, [0.45, 0.5, 0.95, 1.0]], atol=1e-12)
+    # +1 moves it right to (0.55, 0.5, 1.05, 1.0): the part outside the image is cut, xmax = 1
     loc[0, 2, 0] = 1.0
     (det,) = detect(A(loc), A(CONF), A(PRIORS), conf_threshold=0.45)
-    np.testing.assert_allclose(H(det.boxes), [D0, [0.55, 0.5, 1.05, 1.0]], atol=1e-12)
+    np.testing.assert_allclose(H(det.boxes), [D0, [0.55, 0.5, 1.0, 1.0]], atol=1e-12)
+    # d0 grown 4x around its centre (l_w = l_h = log(4) / 0.2): (-0.75, -0.75, 1.25, 1.25) -> the image;
+    # d1 (area 0.25, inside it) now has IoU 0.25 < 0.45 with it, so class 1 keeps d1 (0.6) too
+    loc[0, 0, 2:] = math.log(4.0) / 0.2
+    (det,) = detect(A(loc), A(CONF), A(PRIORS), conf_threshold=0.45)
+    np.testing.assert_allclose(H(det.boxes), [[0, 0, 1, 1], D1, [0.55, 0.5, 1.0, 1.0]], atol=1e-12)
+    np.testing.assert_allclose(H(det.scores), [0.8, 0.6, 0.5], atol=1e-12)
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
+def test_clipping_happens_before_nms():
+    # d0 and d1 widened 3x (l_w = log(3) / 0.2): unclipped corners (-0.5, 0, 1, 0.5) and (-0.45, 0, 1.05, 0.5),
+    # IoU 0.725 / 0.775 = 0.935; clipped both are (0, 0, 1, 0.5): identical, IoU 1.
+    # With nms_threshold 0.95 only the clipped boxes suppress each other (class 1: d1 goes).
+    loc = np.zeros((1, 3, 4))
+    loc[0, :2, 2] = math.log(3.0) / 0.2
+    (det,) = detect(A(loc), A(CONF), A(PRIORS), conf_threshold=0.2, nms_threshold=0.95)
+    assert (H(det.labels).tolist(), H(det.scores).round(6).tolist()) == ([1, 2, 2], [0.8, 0.5, 0.3])
+
+
+@pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_batch_and_empty_images():
     conf = np.array(CONF * 2)
     conf[1] = [[10.0, 0.0, 0.0]] * 3  # image 1: background everywhere, p(object) = 1/(e^10 + 2) < 0.01
@@ -79,6 +108,7 @@ def test_batch_and_empty_images():
 
 
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_accepts_tensors_and_float32():
     loc = Tensor(A(np.zeros((1, 3, 4)), np.float32))
     conf = Tensor(A(CONF, np.float32))
@@ -87,14 +117,19 @@ def test_accepts_tensors_and_float32():
     np.testing.assert_allclose(H(det.scores), [0.8, 0.5, 0.3, 0.1], rtol=1e-6)
 
 
-def test_softmax_is_stable():
-    p = H(softmax(A([[1000.0, 1000.0, -1000.0]])))
-    np.testing.assert_allclose(p, [[0.5, 0.5, 0.0]])
+@pytest.mark.box_coding
+@pytest.mark.nms_ap
+def test_class_probabilities_are_stable_for_huge_logits():
+    # logits (1000, 1000, -1000) on every box: exp(1000) overflows, but the softmax is (0.5, 0.5, 0)
+    conf = np.tile([1000.0, 1000.0, -1000.0], (1, 3, 1))
+    (det,) = detect(A(np.zeros((1, 3, 4))), A(conf), A(PRIORS), nms_threshold=1.0)
+    np.testing.assert_allclose(H(det.scores), [0.5, 0.5, 0.5])
+    assert H(det.labels).tolist() == [1, 1, 1]
 
 
 def _reference_detect(loc, conf, priors, thr, nms_thr, top_k):
-    """A slow, obvious version: per class, threshold, nms(), collect, sort, cut."""
-    boxes = H(decode(A(loc), A(priors)))
+    """A slow, obvious version: decode and clip, per class threshold, nms(), collect, sort, cut."""
+    boxes = np.clip(H(decode(A(loc), A(priors))), 0.0, 1.0)
     e = np.exp(conf - conf.max(-1, keepdims=True))
     probs = e / e.sum(-1, keepdims=True)
     out = []
@@ -134,6 +169,7 @@ def test_detect_equals_a_slow_reference_and_keeps_its_invariants(seed, p, c, top
 
 @pytest.mark.default_boxes
 @pytest.mark.box_coding
+@pytest.mark.nms_ap
 def test_ssd300_sized_output_runs_and_respects_top_k():
     from minissd.config import SSDConfig
     from minissd.priors import default_boxes
@@ -160,3 +196,43 @@ def test_ssd300_sized_output_runs_and_respects_top_k():
 def test_bad_inputs_raise_clear_errors(loc_shape, conf_shape, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         detect(A(np.zeros(loc_shape)), A(np.zeros(conf_shape)), A(PRIORS), **kwargs)
+
+
+class _RecordingModel:
+    """Stands in for a detector: records the batches it is given, detects one box per image."""
+
+    input_size = 8
+
+    def __init__(self):
+        self.batches = []
+        self.kwargs = []
+
+    def detect(self, images, **kwargs):
+        self.batches.append(H(images))
+        self.kwargs.append(kwargs)
+        # the image's mean value as its score, so the order of the outputs can be checked
+        return [Detections(A([[0, 0, 1, 1]]), A([1], np.int64), A([float(x.mean())])) for x in H(images)]
+
+
+def test_predict_resizes_normalizes_and_batches_images_of_any_size():
+    model = _RecordingModel()
+    # five constant images of different sizes and values 0, 50, ..., 200
+    images = [np.full((h, w, 3), 50 * k, np.uint8) for k, (h, w) in enumerate([(4, 6), (8, 8), (20, 10),
+                                                                                  (8, 9), (3, 3)])]
+    dets = predict(model, images, conf_threshold=0.2, top_k=7, batch_size=2)
+    assert [b.shape for b in model.batches] == [(2, 3, 8, 8), (2, 3, 8, 8), (1, 3, 8, 8)]
+    assert all(kw == {"conf_threshold": 0.2, "nms_threshold": 0.45, "top_k": 7} for kw in model.kwargs)
+    # normalized as in evaluation: (value - mean) / std per channel, so the five means increase with the value
+    means = [float(H(d.scores)[0]) for d in dets]
+    assert len(dets) == 5 and np.all(np.diff(means) > 0)
+    from minissd.data.transforms import MEAN, STD
+
+    first = model.batches[0][0]
+    np.testing.assert_allclose(first[:, 0, 0], (0 - np.asarray(MEAN)) / np.asarray(STD), rtol=1e-5)
+
+
+def test_predict_and_input_size_reject_bad_arguments():
+    with pytest.raises(ValueError, match=r"predict\(batch_size\)"):
+        predict(_RecordingModel(), [np.zeros((4, 4, 3), np.uint8)], batch_size=0)
+    with pytest.raises(TypeError, match=r"input_size_of\(model\).*object"):
+        input_size_of(object())

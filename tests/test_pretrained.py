@@ -372,7 +372,7 @@ def test_ssdpytorch_forward_matches_a_pytorch_reference():
 
 
 def test_converted_models_run_and_apply_their_input_convention(tmp_path):
-    from minissd.train import _eval_transform_for, predict
+    from minissd.detection import eval_transform_for, predict
 
     for src in (TV_SSD, SP_SSD):
         out = tmp_path / (os.path.basename(src) + ".npz")
@@ -386,7 +386,7 @@ def test_converted_models_run_and_apply_their_input_convention(tmp_path):
         assert np.isfinite(to_numpy(loc.data)).all() and np.isfinite(to_numpy(conf.data)).all()
         # an image of exactly the recorded mean becomes an all-zero input, at 300 x 300
         image = np.broadcast_to(np.array([123, 117, 104], np.uint8), (40, 60, 3)).copy()
-        chw = _eval_transform_for(model)(image, np.zeros((0, 4)), np.zeros(0), None)[0]
+        chw = eval_transform_for(model)(image, np.zeros((0, 4)), np.zeros(0), None)[0]
         assert chw.shape == (3, 300, 300) and np.abs(chw).max() == 0
         dets = predict(model, [image], conf_threshold=0.0)
         assert len(dets) == 1

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from ..boxes import iou
+
 MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
 """Default per-channel mean (RGB, 0..255 scale): the ImageNet statistics."""
 STD: tuple[float, float, float] = (58.395, 57.12, 57.375)
@@ -84,19 +86,6 @@ def _need_rng(rng: Any, name: str) -> np.random.Generator:
         f"{name}: rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(0)), "
         f"got {type(rng).__name__}"
     )
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of corner boxes a (N, 4) and b (M, 4) -> (N, M) float64 (continuous coordinates, no +1)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 class Compose:
@@ -354,7 +343,8 @@ def _centres_inside(centres: np.ndarray, patches: np.ndarray) -> np.ndarray:
 class RandomIoUCrop:
     """The SSD random crop ("RandomSampleCrop"): pick one option at random from ``"original"`` (keep the whole
     image, if ``include_original``) and ``min_ious``; ``None`` there means a patch with no IoU constraint,
-    a number ``t`` means a patch whose IoU with at least one object is >= t (the Caffe SSD sampler's rule).
+    a number ``t`` means a patch whose IoU (:func:`minissd.boxes.iou`) with at least one object is >= t (the
+    Caffe SSD sampler's rule).
 
     A patch has sides uniform in [min_scale, 1] of the image's and aspect ratio (h / w) within ``aspect``.
     Objects whose centres fall inside the patch are kept and clipped to it; a patch that keeps no object is
@@ -414,7 +404,7 @@ class RandomIoUCrop:
         ratio = ch / np.maximum(cw, 1)
         ok &= (ratio >= self.aspect[0]) & (ratio <= self.aspect[1])
         if option is not None:
-            ok &= box_iou(pixel, patches).max(axis=0) >= option  # some object overlaps the patch enough
+            ok &= iou(pixel, patches).max(axis=0) >= option  # some object overlaps the patch enough
         # inside[t, g]: the centre of object g lies strictly inside patch t; a patch must keep one object.
         ok &= _centres_inside(centres, patches).any(axis=1)
         passing = np.flatnonzero(ok)

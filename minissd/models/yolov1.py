@@ -36,8 +36,8 @@ import numpy
 from .. import backend
 from ..autograd import Tensor, no_grad
 from ..boxes import iou as box_iou
-from ..boxes import multiclass_nms
 from ..detection import Detections
+from ..nms import multiclass_nms
 from ..nn import BatchNorm2d, Conv2d, Module
 from ..nn import functional as F
 from .vgg import VGGBase
