@@ -137,7 +137,15 @@ def _description(model: Module) -> dict[str, Any]:
 
 def save_checkpoint(path: str, model: Module, optimizer: Optimizer | None = None, scheduler: Any = None,
                     step: int = 0, extra: dict[str, Any] | None = None) -> str:
-    """Write model (+ optimizer, schedule, step) to ``path`` atomically; returns ``path``."""
+    """Write model (+ optimizer, schedule, step) to ``path`` atomically; returns ``path``.
+
+    ``extra`` adds JSON-able entries to the checkpoint's description; it may not replace the ones the
+    checkpoint needs to be read back (``format``, ``step``, ``model``).
+    """
+    clash = sorted(set(extra or {}) & {"format", "step", "model"})
+    if clash:
+        raise ValueError(f"save_checkpoint(extra): keys {clash} are reserved for the checkpoint itself; "
+                         f"rename them")
     arrays: dict[str, Any] = {}
     for prefix, part in (("model", model), ("optim", optimizer), ("sched", scheduler)):
         if part is not None:

@@ -212,3 +212,19 @@ def test_loss_matches_then_applies_multibox():
     expected = MultiBoxLoss(neg_pos_ratio=2)(*outputs, loc_t, conf_t)
     got = model.loss(outputs, gts, labels, neg_pos_ratio=2)
     assert [g.item() for g in got] == pytest.approx([e.item() for e in expected])
+
+
+def test_sources_without_conv4_3_drop_its_map_heads_and_l2norm():
+    """The ablation of notebook 09: detection from fc7 and the extra layers only."""
+    c = SSDConfig.mini()
+    cfg = c.replace(sources=("fc7",), feature_maps=c.feature_maps[1:], min_sizes=c.min_sizes[1:],
+                    max_sizes=c.max_sizes[1:], aspect_ratios=c.aspect_ratios[1:])
+    model = SSD(cfg)
+    assert not any(k.startswith("l2norm") for k in model.state_dict())
+    assert len(model.loc_heads) == len(model.conf_heads) == len(cfg.feature_maps) == 4
+    loc, conf = model(np.zeros((2, 3, 160, 160), np.float32))
+    # 10x10x6 + 5x5x6 + 3x3x4 + 1x1x4 default boxes: conv4_3's 20x20x4 = 1600 are gone
+    assert loc.shape == (2, 600 + 150 + 36 + 4, 4) == (2, len(model.default_boxes), 4)
+    assert conf.shape == (2, 790, c.num_classes)
+    # the first head now sits on fc7: its input channels are fc7's
+    assert model.loc_heads[0].weight.shape[1] == model.base.fc7_channels

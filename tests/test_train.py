@@ -170,3 +170,10 @@ def test_training_lowers_the_loss_and_evaluates(tmp_path):
     losses = history.column("loss")
     assert losses[-5:].mean() < 0.6 * losses[:5].mean()
     assert len(history.evals) == 1 and 0.0 <= history.evals[0]["map"] <= 1.0
+
+
+def test_save_checkpoint_refuses_extra_keys_that_would_replace_the_description(tmp_path):
+    model = SSD(tiny_config())
+    with pytest.raises(ValueError, match=r"save_checkpoint\(extra\).*'model'"):
+        save_checkpoint(str(tmp_path / "c.npz"), model, extra={"model": "ssd_mini"})
+    assert not (tmp_path / "c.npz").exists()

@@ -86,11 +86,14 @@ class SSD(Module):
             raise TypeError(f"SSD(config): expected an SSDConfig, got {type(config).__name__}")
         self.config = config
         self.base = VGGBase(width=config.width, batch_norm=config.batch_norm)
-        self.l2norm = L2Norm(self.base.conv4_3_channels, scale=config.l2norm_scale)
+        if "conv4_3" in config.sources:  # without conv4_3 as a source (an ablation) there is nothing to rescale
+            self.l2norm = L2Norm(self.base.conv4_3_channels, scale=config.l2norm_scale)
 
         conv4_3_size, fc7_size = VGGBase.feature_sizes(config.input_size)
         channels = [self.base.conv4_3_channels, self.base.fc7_channels]
         sizes = [conv4_3_size, fc7_size]
+        keep = [i for i, name in enumerate(("conv4_3", "fc7")) if name in config.sources]
+        channels, sizes = [channels[i] for i in keep], [sizes[i] for i in keep]
 
         # extra layers: per block a 1x1 bottleneck then a 3x3 (or kxk) convolution that shrinks the map
         self.extras = ModuleList()
@@ -209,10 +212,13 @@ class SSD(Module):
         return x
 
     def sources(self, x: Any) -> list[Tensor]:
-        """The source feature maps, largest first: [conv4_3 (L2-normalized), fc7, extras...]."""
+        """The source feature maps, largest first: [conv4_3 (L2-normalized), fc7, extras...]; conv4_3 and fc7
+        only when ``config.sources`` names them."""
         x = self.check_input(x)
         conv4_3, fc7 = self.base(x)
-        out = [self.l2norm(conv4_3), fc7]
+        out = [self.l2norm(conv4_3)] if "conv4_3" in self.config.sources else []
+        if "fc7" in self.config.sources:
+            out.append(fc7)
         h = fc7
         for block in self.extras:
             h = block[0](h)
