@@ -78,42 +78,6 @@ def _num_classes(dataset: Any) -> int:
     return len(dataset.class_names)  # class_names lists background first
 
 
-class _Subset:
-    """Items ``indices`` of ``dataset`` (a held-out slice), with its per-item methods (difficult flags, crowds,
-    annotations, image sizes) and class names."""
-
-    _PER_ITEM = ("difficult", "crowd", "annotation", "image_size")
-
-    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
-        self.dataset, self.indices = dataset, [int(i) for i in indices]
-        self.class_names = dataset.class_names
-        self.num_classes = len(self.class_names)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.dataset[self.indices[i]]
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self._PER_ITEM and hasattr(self.__dict__.get("dataset"), name):
-            method = getattr(self.dataset, name)
-            return lambda i: method(self.indices[i])
-        raise AttributeError(name)
-
-
-def split_off(dataset: Any, fraction: float, seed: int = 0) -> tuple[Any, Any]:
-    """(training part, held-out part) of ``dataset``: a seeded random ``fraction`` of the items held out."""
-    n = len(dataset)
-    if not 0.0 < fraction < 1.0:
-        raise CLIError(f"--val-fraction: expected a fraction in (0, 1), got {fraction}")
-    held = max(1, round(fraction * n))
-    if n - held < 1:
-        raise CLIError(f"--val-fraction {fraction}: the dataset has only {n} images, none would be left to train on")
-    order = numpy.random.default_rng(seed).permutation(n)
-    return _Subset(dataset, sorted(order[held:].tolist())), _Subset(dataset, sorted(order[:held].tolist()))
-
-
 def _parse_classes(text: str | None) -> tuple[str, ...] | None:
     """--classes a,b,c -> ("background", "a", "b", "c")."""
     if text is None:
@@ -142,7 +106,12 @@ def _validation_set(args: argparse.Namespace, train_set: Any) -> tuple[Any, Any,
     if args.val_split is not None:
         raise CLIError("--val-split: a COCO annotation file has no named splits; use --val-fraction")
     fraction = args.val_fraction if args.val_fraction is not None else 0.1
-    train_part, held = split_off(train_set, fraction, args.seed)
+    from .data import split_off  # noqa: PLC0415
+
+    try:
+        train_part, held = split_off(train_set, fraction, args.seed)
+    except ValueError as exc:
+        raise CLIError(f"--val-fraction {fraction}: {exc}") from None
     return train_part, held, (f"a held-out slice of the training data: {len(held)} of {len(train_set)} images "
                               f"(--val-fraction {fraction:g}, seed {args.seed}); training on the other "
                               f"{len(train_part)}")
@@ -296,7 +265,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                            annotations=args.annotations, image_dir=image_dir, class_names=class_names,
                            keep_difficult=True)
     if count is not None and args.data == "voc":
-        dataset = _Subset(dataset, range(min(count, len(dataset))))
+        from .data import Subset  # noqa: PLC0415
+
+        dataset = Subset(dataset, range(min(count, len(dataset))))
     if _num_classes(dataset) != model.num_classes:
         raise CLIError(f"--weights {path} predicts {model.num_classes} classes but the data has "
                        f"{_num_classes(dataset)} (with background)")

@@ -1,7 +1,7 @@
 """Default boxes ("priors"): the fixed set of boxes every SSD prediction is relative to.
 
 For feature map k of size f_k, step_k, sizes min_k / max_k (pixels) and ratios r, every location (i, j)
-gets, in this order (DESIGN.md fixes it, as the released code does):
+gets, in this order (the order the released code uses, and every part of minissd relies on):
 
 1. a square of side ``min_k``                          (aspect 1 at scale s_k)
 2. a square of side ``sqrt(min_k * max_k)``            (aspect 1 at scale sqrt(s_k s_(k+1)))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minissd.cli import main, split_off
-from minissd.data import ShapesDataset, export_coco, export_voc
+from minissd.cli import main
+from minissd.data import ShapesDataset, export_coco, export_voc, split_off
 from minissd.train import load_model
 
 pytestmark = [pytest.mark.conv2d, pytest.mark.max_pool, pytest.mark.default_boxes, pytest.mark.box_coding,

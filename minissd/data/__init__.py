@@ -6,7 +6,7 @@ int64 in 1..num_classes-1)``, and ``dataset.class_names[0] == "background"``.
 """
 
 from .coco import COCODataset, export_coco
-from .loader import ConcatDataset, DataLoader
+from .loader import ConcatDataset, DataLoader, Subset, split_off
 from .synthetic import SHAPE_CLASS_NAMES, ShapesDataset, ShapesSample
 from .transforms import (
     MEAN,
@@ -38,6 +38,7 @@ __all__ = [
     "Compose",
     "ConcatDataset",
     "DataLoader",
+    "Subset",
     "Normalize",
     "RandomBrightness",
     "RandomChannelSwap",
@@ -51,6 +52,7 @@ __all__ = [
     "Resize",
     "ShapesDataset",
     "ShapesSample",
+    "split_off",
     "VOCDataset",
     "eval_transform",
     "export_coco",

@@ -219,3 +219,43 @@ class ConcatDataset:
         if hasattr(dataset, "difficult"):
             return dataset.difficult(i)
         return np.zeros(len(dataset[i][2]), dtype=bool)
+
+
+class Subset:
+    """Items ``indices`` of ``dataset`` (for example a held-out slice), with its class names and its per-item
+    methods (VOC's difficult flags, COCO's crowds, annotations, image sizes) following the new indices."""
+
+    _PER_ITEM = ("difficult", "crowd", "annotation", "image_size")
+
+    def __init__(self, dataset: Any, indices: Any) -> None:
+        self.dataset, self.indices = dataset, [int(i) for i in indices]
+        self.class_names = dataset.class_names
+        self.num_classes = len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[self.indices[i]]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._PER_ITEM and hasattr(self.__dict__.get("dataset"), name):
+            method = getattr(self.dataset, name)
+            return lambda i: method(self.indices[i])
+        raise AttributeError(name)
+
+
+def split_off(dataset: Any, fraction: float, seed: int = 0) -> tuple[Subset, Subset]:
+    """(training part, held-out part) of ``dataset``: a seeded random ``fraction`` of the items held out.
+
+    For data without a test split: the held-out part validates training, and the same seed gives the
+    same split. Both parts keep the original order of their items.
+    """
+    n = len(dataset)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
+        raise ValueError(f"split_off(fraction): expected a fraction in (0, 1), got {fraction!r}")
+    held = max(1, round(fraction * n))
+    if n - held < 1:
+        raise ValueError(f"split_off(fraction): the dataset has only {n} items, none would be left to train on")
+    order = np.random.default_rng(seed).permutation(n)
+    return Subset(dataset, sorted(order[held:].tolist())), Subset(dataset, sorted(order[:held].tolist()))
