@@ -153,11 +153,11 @@ def test_detect_restores_training_mode():
 
 
 def _background_probability(model, x):
-    from minissd.detection import softmax
+    from minissd.nn.functional import softmax
 
     model.eval()
     _, conf = model(x)
-    return backend.to_numpy(softmax(conf.data, axis=-1))[..., 0]  # (N, P)
+    return backend.to_numpy(softmax(conf.data, axis=-1).data)[..., 0]  # (N, P)
 
 
 def test_background_prior_is_exact_with_zero_head_weights():
