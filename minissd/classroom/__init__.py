@@ -12,15 +12,16 @@ submission, ``grade-all`` for a class). See ``docs/assignments.md``.
 * :mod:`.grade`: scores, one submission, a class;
 * :mod:`.cli`: the ``minissd assignment`` commands.
 
-The detector never imports this package, and this package never imports the detector: making and
-grading never run student code in the grader's own process.
+``grade`` is a submodule here; the function that grades one submission is
+``minissd.classroom.grade.grade``. The detector never imports this package, and this package never
+imports the detector: making and grading never run student code in the grader's own process.
 """
 
-from .grade import GradeReport, Score, collect_suite, format_report, grade, grade_all
+from .grade import GradeReport, Score, collect_suite, format_report, grade_all
 from .make import make_student_copy
 from .markers import BEGIN_MARKER, END_MARKER, MarkerError, check_registry, scan_regions
 from .registry import ASSIGNMENTS, Assignment, Part, get_assignment, names, select
 
 __all__ = ["ASSIGNMENTS", "BEGIN_MARKER", "END_MARKER", "Assignment", "GradeReport", "MarkerError", "Part", "Score",
-           "check_registry", "collect_suite", "format_report", "grade", "grade_all", "get_assignment",
+           "check_registry", "collect_suite", "format_report", "grade_all", "get_assignment",
            "make_student_copy", "names", "scan_regions", "select"]

@@ -258,18 +258,26 @@ def region_message(region: Region, assignment: Assignment | None) -> str:
 
 
 def _wrap_literal(message: str, width: int) -> list[str]:
-    """``message`` as string literals of at most ``width`` characters each, joined they give it back."""
+    """``message`` as string literals of at most ``width`` characters each; joined they give it back.
+
+    Breaks after a space where one is close enough, inside a word only when a word alone is too long.
+    """
+    def fits(t: str) -> bool:
+        return len(json.dumps(t, ensure_ascii=True)) <= width
+
     chunks: list[str] = []
-    current = ""
-    for word in message.split(" "):
-        candidate = f"{current} {word}" if current else word
-        if current and len(json.dumps(candidate + " ", ensure_ascii=True)) > width:
-            chunks.append(current + " ")
-            current = word
-        else:
-            current = candidate
-    chunks.append(current)
-    return [json.dumps(c, ensure_ascii=True) for c in chunks]  # JSON strings are Python literals too
+    rest = message
+    while not fits(rest):
+        k = len(rest)
+        while k > 1 and not fits(rest[:k]):
+            k -= 1
+        space = rest.rfind(" ", 0, k)
+        if space >= k // 2:
+            k = space + 1
+        chunks.append(rest[:k])
+        rest = rest[k:]
+    chunks.append(rest)
+    return [json.dumps(c, ensure_ascii=True) for c in chunks if c]  # JSON strings are Python literals too
 
 
 def stub_lines(region: Region, message: str, keep: Sequence[str] = (), newline: str = "\n") -> list[str]:

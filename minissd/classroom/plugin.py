@@ -14,14 +14,17 @@ submission's own ``minissd`` (first on the path of the run) cannot replace it. I
   every run), no example database (nothing remembered between submissions, nothing written), no
   deadline and no too-slow health check (their outcome depends on the machine's load), no shrinking
   (a failing property test stops at its first failing example), so that grading the same submission
-  twice gives the same score, quickly.
+  twice gives the same score, quickly. The global generators of ``random`` and ``numpy.random`` are
+  seeded before each test for the same reason.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import re
+import sys
 from typing import Any
 
 import pytest
@@ -85,6 +88,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
     _send(e="start", node=nodeid)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # code that draws from the global generators without seeding them (random.random(),
+    # numpy.random.rand()) gets the same numbers in every grading run
+    random.seed(0)
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed(0)
 
 
 def _one_line(text: str, last: bool = False) -> str:
