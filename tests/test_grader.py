@@ -221,7 +221,8 @@ def test_code_changed_outside_the_regions_is_flagged_and_gains_nothing(course: P
             self.outcome = "passed"
         _r.TestReport.__init__ = _passed
         """), encoding="utf-8")
-    report = G.grade(copy, reference=course, **FAST)
+    suite = G.collect_suite(course, assignments=FAKE)
+    report = G.grade(copy, reference=course, suite=suite, **FAST)
     assert _points(report) == [("one", 0, "modified"), ("two", 0, "modified")]
     assert report.scores[0].earned == 4  # the cheat did work on the tests: the rule takes it away
     assert report.differences[0].path == "minissd/__init__.py" and report.differences[0].line == 2
@@ -231,10 +232,10 @@ def test_code_changed_outside_the_regions_is_flagged_and_gains_nothing(course: P
     pkg = copy / "minissd" / "pkg.py"
     init.write_text('"""A fake minissd."""\n', encoding="utf-8")
     pkg.write_text(pkg.read_text().replace("    return inner(x)", "    return inner(x) * 1"))
-    report = G.grade(copy, reference=course, **FAST)
+    report = G.grade(copy, reference=course, suite=suite, **FAST)
     assert _points(report) == [("one", 0, "modified"), ("two", 0, "modified")]  # pkg.py holds both
-    flagged = G.grade(copy, reference=course, on_modified="flag", **FAST)
-    assert _points(flagged) == [("one", 0, "ok"), ("two", 6, "ok")] and "modified" in flagged.flags
+    flagged = G.grade(copy, reference=course, on_modified="flag", suite=suite, **FAST)
+    assert _points(flagged) == [("one", 0, "ok"), ("two", 3, "ok")] and "modified" in flagged.flags
 
 
 def test_an_added_module_cannot_shadow_the_package(course: Path, tmp_path: Path) -> None:
@@ -248,8 +249,8 @@ def test_an_added_module_cannot_shadow_the_package(course: Path, tmp_path: Path)
 def test_a_hang_costs_only_the_hung_test(course: Path, tmp_path: Path) -> None:
     copy = _copy(course, tmp_path / "student", only="one")
     pkg = copy / "minissd" / "pkg.py"
-    pkg.write_text(pkg.read_text().replace("            return y + 1",
-                                           "            while y == 2:\n                pass\n            return y + 1"))
+    pkg.write_text(pkg.read_text().replace("        return y + 1",
+                                           "        while y == 2:\n            pass\n        return y + 1"))
     started = time.monotonic()
     report = G.grade(copy, reference=course, **FAST)
     assert time.monotonic() - started < 45
@@ -268,9 +269,9 @@ def test_a_hang_costs_only_the_hung_test(course: Path, tmp_path: Path) -> None:
 def test_a_crash_costs_only_the_crashed_test(course: Path, tmp_path: Path) -> None:
     copy = _copy(course, tmp_path / "student", only="one")
     pkg = copy / "minissd" / "pkg.py"
-    pkg.write_text(pkg.read_text().replace("            return y + 1",
-                                           "            if y == 3:\n                import os\n"
-                                           "                os._exit(3)\n            return y + 1"))
+    pkg.write_text(pkg.read_text().replace("        return y + 1",
+                                           "        if y == 3:\n            import os\n"
+                                           "            os._exit(3)\n        return y + 1"))
     two = G.grade(copy, reference=course, **FAST).scores[1]
     assert two.status == "crashed" and two.hung == ["tests/test_two.py::test_inner[3]"]
     assert [(p.name, p.passed, p.failed) for p in two.parts] == [("perimeter", 0, 2), ("inner", 2, 1)]
@@ -281,14 +282,16 @@ def test_grading_writes_nothing_into_the_submission_and_is_reproducible(course: 
     pkg = copy / "minissd" / "pkg.py"
     # wrong only in a narrow range of inputs, and at random: whether a run finds it depends on the seed
     pkg.write_text(pkg.read_text().replace(
-        "            return 2 * self.area(r) / r",
-        "            import random\n"
-        "            if 40.0 < r < 60.0 and random.random() < 0.5:\n"
-        "                return 2 * self.area(r) / r + 1.0\n"
-        "            return 2 * self.area(r) / r"))
+        "        return 2 * self.area(r) / r",
+        "        import random\n"
+        "        if 40.0 < r < 60.0 and random.random() < 0.5:\n"
+        "            return 2 * self.area(r) / r + 1.0\n"
+        "        return 2 * self.area(r) / r"))
+    assert "random.random()" in pkg.read_text()
     before = G.copy_tree_hash(copy)
-    first = G.grade(copy, reference=course, **FAST)
-    second = G.grade(copy, reference=course, **FAST)
+    suite = G.collect_suite(course, assignments=FAKE)
+    first = G.grade(copy, reference=course, suite=suite, **FAST)
+    second = G.grade(copy, reference=course, suite=suite, **FAST)
     assert G.copy_tree_hash(copy) == before  # no __pycache__, no .hypothesis, no cache
     outcome = [(s.name, s.points, [(p.name, p.passed, p.failed) for p in s.parts]) for s in first.scores]
     assert outcome == [(s.name, s.points, [(p.name, p.passed, p.failed) for p in s.parts]) for s in second.scores]
@@ -296,15 +299,15 @@ def test_grading_writes_nothing_into_the_submission_and_is_reproducible(course: 
 
 
 def test_no_result_file_is_named_to_the_students_code(course: Path, tmp_path: Path) -> None:
-    copy = _copy(course, tmp_path / "student")
+    copy = _copy(course, tmp_path / "student", only="one")
     probe = tmp_path / "probe.json"
     pkg = copy / "minissd" / "pkg.py"
     pkg.write_text(pkg.read_text().replace(
-        "            return y + 1",
-        "            import json, os, sys\n"
-        f"            open({str(probe)!r}, 'w').write(json.dumps({{'env': dict(os.environ), 'cwd': os.getcwd(), "
+        "        return y + 1",
+        "        import json, os, sys\n"
+        f"        open({str(probe)!r}, 'w').write(json.dumps({{'env': dict(os.environ), 'cwd': os.getcwd(), "
         "'path': sys.path}))\n"
-        "            return y + 1"))
+        "        return y + 1"))
     G.grade(copy, reference=course, only="two", **FAST)
     seen = json.loads(probe.read_text())
     assert not any(k.startswith("MINISSD_GRADE") for k in seen["env"])
@@ -392,11 +395,13 @@ def test_integrity_accepts_any_answer_inside_its_region_and_nothing_else() -> No
         I.Difference("minissd/pkg.py", 1, "changed", "import math, os")]
     # a line of the answer less indented than the region leaves the function
     escaped = answer.replace("        return math.pi * squared", "        return math.pi * squared\nEVIL = 1")
-    assert [(d.line, d.text) for d in I.compare_python(base, stubs, escaped, "minissd/pkg.py")] == [(9, "EVIL = 1")]
+    evil = escaped.splitlines().index("EVIL = 1") + 1
+    assert [(d.line, d.text) for d in I.compare_python(base, stubs, escaped, "minissd/pkg.py")] == [(evil, "EVIL = 1")]
     # a string opened in one region and closed in the next turns the code between them into data
-    swallow = answer.replace("        return math.pi * squared", '        return """').replace(
+    swallow = answer.replace("        return math.pi * squared", "        return '''").replace(
         '        raise NotImplementedError("two: write Shape.perimeter in minissd/pkg.py (the perimeter)")',
-        '        """')
+        "        '''")
+    compile(swallow, "pkg.py", "exec")  # it parses: Shape.perimeter became part of a string
     found = I.compare_python(base, stubs, swallow, "minissd/pkg.py")
     assert found and "does not stay inside it" in found[0].text
 
@@ -456,13 +461,13 @@ def real_class(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[G.G
         """), encoding="utf-8")
     nms_fn = _region("nms")
     _submission(copy, subs / "nms-hangs", {"box_coding", "nms_ap"}, {nms_fn.function: [
-        "while any(getattr(v, 'shape', (0,))[:1] == (4,) for v in list(locals().values())):",
+        "while any(getattr(v, 'shape', None) == (4, 4) for v in list(locals().values())):",
         "    pass  # loops forever on four boxes"]})
     iou = _region("pairwise_iou")
     first = _first_argument(iou)
+    # wrong for about one input in ten, as the random examples of a property test find it or not
     _submission(copy, subs / "iou-random", {"box_coding"}, {iou.function: [
-        "import numpy as _np",
-        "if _np.random.rand() < 0.3:  # wrong at random",
+        f"if int(abs(float({first}.sum())) * 1e6) % 10 == 3:",
         f"    {first} = {first} * 1.01"]})
     hashes = {p.name: G.copy_tree_hash(p) for p in subs.iterdir()}
     reports = G.grade_all(subs, base / "gradebook.csv", base / "json", jobs=2, only=ONLY, test_timeout=8,
@@ -510,7 +515,7 @@ def test_real_class_cheats_are_flagged_and_gain_nothing(real_class: tuple[Path, 
     assert [(s.name, s.points) for s in by["cheat-conftest"].values()] == \
         [(s.name, s.points) for s in by["solved"].values()]
     assert "tests-modified" in report["cheat-conftest"].flags
-    assert [d.path for d in report["cheat-conftest"].differences] == ["tests/conftest.py"]
+    assert {d.path for d in report["cheat-conftest"].differences} == {"tests/conftest.py"}
 
 
 def test_real_class_hang_costs_only_the_hung_tests(real_class: tuple[Path, list[G.GradeReport],
@@ -533,7 +538,7 @@ def test_real_class_random_answer_gets_the_same_score_twice(real_class: tuple[Pa
     first = next(r for r in reports if r.student == "iou-random")
     again = G.grade(base / "submissions" / "iou-random", only="box_coding", test_timeout=8, timeout=120)
     box = {s.name: s for s in first.scores}["box_coding"]
-    assert 0 < box.points < R.get_assignment("box_coding").points  # wrong for some calls only
+    assert 0 < box.points < R.get_assignment("box_coding").points  # wrong for some inputs only
     assert [(p.name, p.passed, p.failed) for p in again.scores[0].parts] == \
         [(p.name, p.passed, p.failed) for p in box.parts]
     assert again.scores[0].points == box.points and again.suite_hash == first.suite_hash

@@ -178,6 +178,7 @@ class Score:
     hung: list[str] = dataclasses.field(default_factory=list)
     earned: float = 0.0  # the points its tests gave, before the rule for modified code
     seconds: float = 0.0
+    run_status: str = ""  # the status of its test run, before the rule for modified code
 
     @property
     def passed(self) -> int:
@@ -252,7 +253,7 @@ def score_assignment(a: Assignment, nodes: dict[str, str], run: RunResult) -> Sc
     if run.hung:
         detail = "hung: " + ", ".join(run.hung) + ("" if run.status != "crashed" else " (crashed)")
     return Score(a.name, points, a.points, status, one_line(detail), parts, list(run.hung), points,
-                 round(run.seconds, 2))
+                 round(run.seconds, 2), status)
 
 
 def _prerequisite_notes(scores: Sequence[Score], assignments: Sequence[Assignment]) -> None:
@@ -323,10 +324,11 @@ class GradeReport:
             out.append("tests-modified")
         if any(d.kind == "added" for d in self.differences):
             out.append("added-files")
-        if any(s.hung for s in self.scores) or any(s.status == "timeout" for s in self.scores):
+        runs = [s.run_status or s.status for s in self.scores]
+        if any(s.hung for s in self.scores) or "timeout" in runs:
             out.append("timeout")
         for status, flag in (("crashed", "crashed"), ("collection error", "collection-error")):
-            if any(s.status == status for s in self.scores):
+            if status in runs:
                 out.append(flag)
         return out
 
