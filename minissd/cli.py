@@ -571,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     boxes.set_defaults(func=_cmd_boxes)
 
     try:
-        from .assignment import add_subparser  # noqa: PLC0415
+        from .classroom.cli import add_subparser  # noqa: PLC0415
     except ImportError:  # pragma: no cover - the assignment tooling is optional in a stripped copy
         add_subparser = None
     if add_subparser is not None:

@@ -43,8 +43,7 @@ CONF = [[[0, math.log(8), 0], [0, math.log(6), math.log(3)], [math.log(4), 0, ma
 D0, D1, D2 = [0, 0, 0.5, 0.5], [0.05, 0, 0.55, 0.5], [0.5, 0.5, 1, 1]
 
 
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
+@pytest.mark.needs("box_coding", "nms_ap")
 def test_detection_output_by_hand():
     (det,) = detect(A(np.zeros((1, 3, 4))), A(CONF), A(PRIORS))
     assert isinstance(det, Detections)
@@ -53,8 +52,7 @@ def test_detection_output_by_hand():
     np.testing.assert_allclose(H(det.boxes), [D0, D2, D1, D2], atol=1e-12)
 
 
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
+@pytest.mark.needs("box_coding", "nms_ap")
 def test_threshold_and_top_k():
     (det,) = detect(A(np.zeros((1, 3, 4))), A(CONF), A(PRIORS), conf_threshold=0.2)
     np.testing.assert_allclose(H(det.scores), [0.8, 0.5, 0.3], atol=1e-12)  # (d2, class 1, 0.1) is gone
@@ -65,8 +63,7 @@ def test_threshold_and_top_k():
     np.testing.assert_allclose(H(det.scores), [0.8, 0.6, 0.5, 0.3, 0.1, 0.1], atol=1e-12)
 
 
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
+@pytest.mark.needs("box_coding", "nms_ap")
 def test_boxes_are_decoded_from_the_offsets_and_clipped_to_the_image():
     # offset l_cx = -1 on d2 moves its centre by -1 * 0.1 * 0.5 = -0.05: corners (0.45, 0.5, 0.95, 1.0)
     loc = np.zeros((1, 3, 4))
@@ -85,8 +82,7 @@ def test_boxes_are_decoded_from_the_offsets_and_clipped_to_the_image():
     np.testing.assert_allclose(H(det.scores), [0.8, 0.6, 0.5], atol=1e-12)
 
 
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
+@pytest.mark.needs("box_coding", "nms_ap")
 def test_clipping_happens_before_nms():
     # d0 and d1 widened 3x (l_w = log(3) / 0.2): unclipped corners (-0.5, 0, 1, 0.5) and (-0.45, 0, 1.05, 0.5),
     # IoU 0.725 / 0.775 = 0.935; clipped both are (0, 0, 1, 0.5): identical, IoU 1.
@@ -97,8 +93,7 @@ def test_clipping_happens_before_nms():
     assert (H(det.labels).tolist(), H(det.scores).round(6).tolist()) == ([1, 2, 2], [0.8, 0.5, 0.3])
 
 
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
+@pytest.mark.needs("box_coding", "nms_ap")
 def test_batch_and_empty_images():
     conf = np.array(CONF * 2)
     conf[1] = [[10.0, 0.0, 0.0]] * 3  # image 1: background everywhere, p(object) = 1/(e^10 + 2) < 0.01
@@ -107,8 +102,7 @@ def test_batch_and_empty_images():
     assert dets[1].boxes.shape == (0, 4) and dets[1].labels.shape == (0,) and dets[1].scores.shape == (0,)
 
 
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
+@pytest.mark.needs("box_coding", "nms_ap")
 def test_accepts_tensors_and_float32():
     loc = Tensor(A(np.zeros((1, 3, 4)), np.float32))
     conf = Tensor(A(CONF, np.float32))
@@ -145,8 +139,7 @@ def _reference_detect(loc, conf, priors, thr, nms_thr, top_k):
 
 @FAST
 @given(seed=st.integers(0, 2**32 - 1), p=st.integers(1, 60), c=st.integers(2, 5), top_k=st.integers(1, 30))
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
+@pytest.mark.needs("box_coding", "nms_ap")
 def test_detect_equals_a_slow_reference_and_keeps_its_invariants(seed, p, c, top_k):
     rng = np.random.default_rng(seed)
     xy = rng.random((p, 2))
@@ -167,9 +160,7 @@ def test_detect_equals_a_slow_reference_and_keeps_its_invariants(seed, p, c, top
         assert (ov <= 0.45 + 1e-9).all()
 
 
-@pytest.mark.default_boxes
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
+@pytest.mark.needs("default_boxes", "box_coding", "nms_ap")
 def test_ssd300_sized_output_runs_and_respects_top_k():
     from minissd.config import SSDConfig
     from minissd.priors import default_boxes

@@ -65,7 +65,7 @@ def test_relu_values_and_gradient(rng):
     assert type(ReLU()(x)) is Tensor
 
 
-@pytest.mark.conv2d
+@pytest.mark.needs("conv2d")
 def test_inplace_relu_keeps_values_and_gradients_right(rng):
     x = _t(rng.standard_normal((2, 3, 5, 5)), grad=True)
     w1, w2 = _t(rng.standard_normal((4, 3, 3, 3)), grad=True), _t(rng.standard_normal((2, 4, 3, 3)), grad=True)
@@ -77,7 +77,7 @@ def test_inplace_relu_keeps_values_and_gradients_right(rng):
                      [x, w1, w2], max_samples=30)
 
 
-@pytest.mark.conv2d
+@pytest.mark.needs("conv2d")
 def test_inplace_relu_never_corrupts_a_gradient(rng):
     """F.relu(inplace=True) always overwrites; where that would be wrong, it raises instead of computing
     a wrong gradient: on a parameter or input (a leaf that requires grad) at once, and in backward when
@@ -142,8 +142,7 @@ def test_batchnorm_gradients(training, rng):
 
 
 # =========================================================================== modules and init
-@pytest.mark.conv2d
-@pytest.mark.max_pool
+@pytest.mark.needs("conv2d", "max_pool")
 def test_layer_modules_shapes():
     x = Tensor(backend.xp().zeros((2, 3, 12, 12), dtype=numpy.float32))
     net = Sequential(Conv2d(3, 8, 3, padding=1), ReLU(), MaxPool2d(2), Conv2d(8, 4, 3, stride=2, dilation=1),
@@ -169,8 +168,7 @@ def test_init_statistics_and_seeding():
     assert to_numpy(c1.weight).dtype == numpy.float32 and not to_numpy(c1.bias).any()
 
 
-@pytest.mark.conv2d
-@pytest.mark.max_pool
+@pytest.mark.needs("conv2d", "max_pool")
 def test_small_conv_net_fits_a_tiny_problem():
     """Vertical vs horizontal bars, 8x8 images: the loss must fall by at least 90%."""
     rng = numpy.random.default_rng(0)

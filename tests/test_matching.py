@@ -50,7 +50,6 @@ GT_2 = strips([(1, 3.5), (9, 13)])
 LABELS_2 = np.array([3, 5])
 
 
-@pytest.mark.box_coding
 @pytest.mark.matching
 def test_matching_two_ground_truths_against_five_default_boxes_by_hand():
     gt_index, overlap = match_priors(A(GT_2), A(PRIORS_5))
@@ -69,7 +68,6 @@ def test_matching_two_ground_truths_against_five_default_boxes_by_hand():
     np.testing.assert_allclose(H(loc_t), expected, atol=1e-9)
 
 
-@pytest.mark.box_coding
 @pytest.mark.matching
 def test_threshold_is_inclusive_and_adjustable():
     # with threshold 0.6, p2 (IoU 0.5 with A) becomes background; p1 and p3 stay (bipartite)
@@ -80,7 +78,6 @@ def test_threshold_is_inclusive_and_adjustable():
     assert H(conf_t).tolist() == [3, 3, 3, 5, 0]
 
 
-@pytest.mark.box_coding
 @pytest.mark.matching
 def test_two_ground_truths_sharing_one_best_default_box():
     # default boxes q0 [0, 4], q1 [2, 6];
@@ -97,7 +94,6 @@ def test_two_ground_truths_sharing_one_best_default_box():
     assert H(gt_index).tolist() == [1, 0]
 
 
-@pytest.mark.box_coding
 @pytest.mark.matching
 def test_a_default_box_above_threshold_for_two_ground_truths_goes_to_the_better_one():
     # gt F [4, 7] and gt G [5, 10]; default boxes r0 [4, 8], r1 [5, 9], r2 [4.5, 8]:
@@ -111,7 +107,7 @@ def test_a_default_box_above_threshold_for_two_ground_truths_goes_to_the_better_
     np.testing.assert_allclose(H(overlap), [0.75, 0.8, 0.625], atol=1e-12)
 
 
-@pytest.mark.default_boxes
+@pytest.mark.needs("default_boxes")
 def test_no_ground_truth_gives_all_background():
     priors = default_boxes(SSDConfig.mini())
     loc_t, conf_t = match(A(np.zeros((0, 4)), np.float32), A(np.zeros(0), np.int64), priors)
@@ -120,7 +116,6 @@ def test_no_ground_truth_gives_all_background():
     assert loc_t.dtype == np.float32 and conf_t.dtype == np.int64
 
 
-@pytest.mark.box_coding
 @pytest.mark.matching
 def test_match_batch_stacks_images():
     priors = A(PRIORS_5)
@@ -155,8 +150,6 @@ def mini_priors():
 
 @FAST
 @given(seed=st.integers(0, 2**32 - 1), g=st.integers(1, 40), clustered=st.booleans())
-@pytest.mark.default_boxes
-@pytest.mark.box_coding
 @pytest.mark.matching
 def test_every_ground_truth_gets_a_default_box_and_targets_decode_back(mini_priors, seed, g, clustered):
     rng = np.random.default_rng(seed)

@@ -151,8 +151,7 @@ def test_load_state_dict_non_strict_returns_the_differences():
         target.load_state_dict(sd, strict=False)
 
 
-@pytest.mark.conv2d
-@pytest.mark.max_pool
+@pytest.mark.needs("conv2d", "max_pool")
 def test_sequential_indexing_and_iteration():
     seq = Sequential(Conv2d(1, 2, 3), ReLU(), MaxPool2d(2))
     assert len(seq) == 3 and isinstance(seq[-1], MaxPool2d)

@@ -120,8 +120,7 @@ def test_feature_map_boxes_shape_and_grid():
     np.testing.assert_allclose(b[:, 0, 0, 1], [0.125, 0.375, 0.625, 0.875], rtol=1e-6)
 
 
-@pytest.mark.default_boxes
-@pytest.mark.box_coding
+@pytest.mark.needs("default_boxes", "box_coding")
 def test_best_overlaps():
     priors = default_boxes(SSDConfig.mini(), dtype=np.float64)
     # a ground truth equal to a default box has IoU 1 with it

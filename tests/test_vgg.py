@@ -9,7 +9,7 @@ from minissd.sizes import conv_output_size, scaled_channels
 
 # Classroom assignments (docs/assignments.md): VGG runs convolution and pooling, which a student copy leaves
 # to the student; these tests need those assignments (they are not graded by them).
-pytestmark = [pytest.mark.conv2d, pytest.mark.max_pool]
+pytestmark = pytest.mark.needs("conv2d", "max_pool")
 
 
 def test_pool3_ceil_mode_gives_38_at_300():

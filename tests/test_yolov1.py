@@ -10,7 +10,7 @@ from minissd.nn import init
 
 # Classroom assignments (docs/assignments.md): the YOLOv1 model and loss run convolution, pooling and IoU,
 # which a student copy leaves to the student; these tests need those assignments (they are not graded by them).
-pytestmark = [pytest.mark.conv2d, pytest.mark.max_pool, pytest.mark.box_coding]
+pytestmark = pytest.mark.needs("conv2d", "max_pool", "box_coding")
 
 
 def _tiny(num_classes=3, grid=1, input_size=32, boxes_per_cell=2):

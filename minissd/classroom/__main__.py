@@ -1,0 +1,5 @@
+"""``python -m minissd.classroom``: the classroom commands."""
+
+from .cli import main
+
+raise SystemExit(main())
