@@ -590,6 +590,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"minissd {args.command}: interrupted", file=sys.stderr)
         return 130
+    except NotImplementedError:
+        raise  # a classroom assignment still to write: its traceback says which function
     except (CLIError, ValueError, FileNotFoundError, RuntimeError, TypeError, OSError) as exc:
         print(f"minissd {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -719,7 +719,7 @@ def test_the_version_check_is_what_makes_inplace_safe(monkeypatch: pytest.Monkey
     assert not np.allclose(unchecked, 1 - 3 * p)  # the true gradient (relu's branch contributes 0)
 
 
-@pytest.mark.autograd_ops  # MatMul.backward
+@pytest.mark.needs("autograd_ops")  # MatMul.backward
 def test_inplace_relu_where_nothing_saved_its_input_matches_out_of_place(rng: np.random.Generator) -> None:
     """Linear -> ReLU(inplace) -> Linear: MatMul keeps its inputs, never its output, so this is allowed."""
     x, w1, w2 = (rng.standard_normal(s) for s in ((4, 5), (5, 6), (6, 3)))
@@ -917,6 +917,7 @@ def run_markdown_doctests(path: Path) -> doctest.TestResults:
     return runner.summarize(verbose=False)
 
 
+@pytest.mark.needs("autograd_ops")  # the page runs backward through the ops of that assignment
 def test_docs_autograd_examples_run_and_print_what_the_page_says() -> None:
     """Every ``>>>`` example in docs/autograd.md runs and prints exactly the numbers on the page."""
     backend.set_backend("numpy")  # the page shows NumPy output (restored after the test by conftest)

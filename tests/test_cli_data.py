@@ -13,8 +13,8 @@ from minissd.cli import main
 from minissd.data import ShapesDataset, export_coco, export_voc, split_off
 from minissd.train import load_model
 
-pytestmark = [pytest.mark.conv2d, pytest.mark.max_pool, pytest.mark.default_boxes, pytest.mark.box_coding,
-              pytest.mark.matching, pytest.mark.multibox_loss, pytest.mark.nms_ap]
+pytestmark = [pytest.mark.needs("conv2d", "max_pool", "default_boxes", "box_coding", "matching", "multibox_loss",
+                                "nms_ap")]
 
 TINY = ["--steps", "2", "--batch-size", "2", "--warmup", "1", "--workers", "0", "--checkpoint-every", "0"]
 COCO_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")

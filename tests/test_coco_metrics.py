@@ -21,7 +21,7 @@ from minissd.evaluation import (
     intersection_over_detection_area,
 )
 
-pytestmark = [pytest.mark.box_coding, pytest.mark.nms_ap]
+pytestmark = [pytest.mark.needs("box_coding", "nms_ap")]
 
 NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 

@@ -293,8 +293,7 @@ def test_chunks_and_row_bands_give_the_same_result(rng):
             numpy.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.conv2d
-@pytest.mark.max_pool
+@pytest.mark.needs("conv2d", "max_pool")
 def test_threaded_copies_match_single_thread(rng, monkeypatch):
     x, w, b = _arrays((4, 6, 9, 9, 3, 3, 2, 1, 1), rng)
     monkeypatch.setattr(workspace, "_MIN_PARALLEL_ELEMENTS", 0)  # thread even tiny copies

@@ -111,8 +111,7 @@ def test_accepts_tensors_and_float32():
     np.testing.assert_allclose(H(det.scores), [0.8, 0.5, 0.3, 0.1], rtol=1e-6)
 
 
-@pytest.mark.box_coding
-@pytest.mark.nms_ap
+@pytest.mark.needs("box_coding", "nms_ap")
 def test_class_probabilities_are_stable_for_huge_logits():
     # logits (1000, 1000, -1000) on every box: exp(1000) overflows, but the softmax is (0.5, 0.5, 0)
     conf = np.tile([1000.0, 1000.0, -1000.0], (1, 3, 1))

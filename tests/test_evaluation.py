@@ -1,7 +1,8 @@
 """VOC AP / mAP (minissd.evaluation) on hand-worked cases; the arithmetic is in the comments.
 
-Tests marked ``nms_ap`` need ``voc_ap``, the code of classroom assignment 8 (docs/assignments.md); those
-marked ``box_coding`` too need IoU (``minissd.boxes.iou``, assignment 5).
+Tests marked ``nms_ap`` grade ``voc_ap``, the code of classroom assignment 8 (docs/assignments.md); the
+evaluation of whole detections also needs IoU (``minissd.boxes.iou``, assignment 5), a prerequisite the
+grader reports apart.
 """
 
 from __future__ import annotations
@@ -112,7 +113,6 @@ def test_voc_ap_shape_mismatch_is_an_error():
 # ------------------------------------------------------------------------------ evaluate_detections
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_all_correct_gives_ap_one():
     gts = [[(A, 1), (B, 2)], [(B, 1)]]
@@ -123,7 +123,6 @@ def test_all_correct_gives_ap_one():
     assert out["num_positives"] == {1: 2, 2: 1}
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_one_false_positive_ranked_first():
     # Class 1, two objects A (image 0) and B (image 1). Detections by score: FAR (FP), A (TP), B (TP).
@@ -140,7 +139,6 @@ def test_one_false_positive_ranked_first():
     np.testing.assert_allclose(scores, [0.9, 0.8, 0.7])
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_a_duplicate_is_a_false_positive():
     # Image 0: object A, detected twice (0.9 and 0.8); image 1: object B detected at 0.7.
@@ -151,7 +149,6 @@ def test_a_duplicate_is_a_false_positive():
     assert _eval(dets, gts)["ap"][1] == pytest.approx(5.0 / 6.0)
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_a_difficult_object_neither_counts_nor_penalises():
     # Image 0 holds A (normal) and B (difficult). Detections: B 0.9, FAR 0.85, A 0.8.
@@ -167,7 +164,6 @@ def test_a_difficult_object_neither_counts_nor_penalises():
     assert _eval(dets, gts)["ap"][1] == pytest.approx(5.0 / 6.0)
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_a_missed_difficult_object_costs_no_recall():
     # A (normal) found, B (difficult) missed: recall 1/1 with the flag -> AP 1; without it 1/2 -> AP 0.5.
@@ -177,7 +173,6 @@ def test_a_missed_difficult_object_costs_no_recall():
     assert _eval(dets, gts)["ap"][1] == pytest.approx(0.5)
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_classes_without_ground_truth_are_left_out_of_the_mean():
     # Class 1: perfect (AP 1). Class 2: detections but no object. Class 3: only a difficult object.
@@ -195,7 +190,6 @@ def test_no_ground_truth_at_all_gives_nan():
     assert out["ap"] == {} and math.isnan(out["map"])
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_wrong_class_is_a_false_positive_of_its_own_class_only():
     # A labelled 2 where the object is class 1: class 1 has recall 0 -> AP 0; class 2 has no object.
@@ -203,7 +197,6 @@ def test_wrong_class_is_a_false_positive_of_its_own_class_only():
     assert out["ap"] == {1: 0.0}
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_iou_threshold_is_inclusive():
     gt = [0.0, 0.0, 0.5, 0.5]  # area 0.25
@@ -215,7 +208,6 @@ def test_iou_threshold_is_inclusive():
     assert _eval([[(half, 1, 0.9)]], [[(gt, 1)]], iou_threshold=0.6)["ap"][1] == 0.0
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_a_detection_goes_to_its_best_overlap_even_if_taken():
     # The devkit rule: each detection is compared with the object of highest IoU only.
@@ -230,7 +222,6 @@ def test_a_detection_goes_to_its_best_overlap_even_if_taken():
     assert _eval(dets, [[(g1, 1), (g2, 1)]])["ap"][1] == pytest.approx(0.5)
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_detections_are_sorted_by_score_across_images():
     # Same detections as the "false positive first" case, but listed in another order within and across
@@ -254,7 +245,6 @@ def test_mismatched_lists_raise_clear_errors():
         )
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_a_perfect_detector_scores_one_on_a_generated_dataset():
     # Ground truth used as detections (score 1) on a mixed and a flock dataset: every class has AP 1.
@@ -317,7 +307,6 @@ def _reference_ap(pb, pl, ps, gb, gl, gd, c):
     return ap
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_matches_a_direct_transcription_of_the_devkit_on_random_scenes():
     rng = np.random.default_rng(0)

@@ -84,6 +84,7 @@ def test_output_types_and_no_transform_conversion():
     assert all(lab.dtype == np.int64 for lab in labels)
 
 
+@pytest.mark.needs("box_coding")  # the min-IoU crop
 def test_augmented_batches_do_not_depend_on_the_number_of_workers():
     # Every item's generator is derived from (seed, epoch, index), so thread timing cannot change anything.
     ds = ShapesDataset(10, image_size=64, seed=2)
@@ -182,6 +183,7 @@ class Same(Numbered):
         return image, np.array([[0.25, 0.25, 0.75, 0.75]], np.float32), np.array([1])
 
 
+@pytest.mark.needs("box_coding")  # the min-IoU crop
 def test_each_item_has_its_own_augmentation_tied_to_its_index():
     # Identical items in one batch are augmented differently (one generator per index), and item i gets
     # the same augmentation in epoch e whatever its position: with or without shuffling.

@@ -57,7 +57,6 @@ NMS_BOXES = [[5, 0, 15, 10], [0, 0, 10, 10], [20, 20, 30, 30], [1, 1, 11, 11]]
 NMS_SCORES = [0.6, 0.9, 0.7, 0.8]
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_nms_of_four_boxes_by_hand():
     keep = nms(A(NMS_BOXES), A(NMS_SCORES), 0.45)
@@ -69,7 +68,6 @@ def test_nms_of_four_boxes_by_hand():
     assert H(nms(A(NMS_BOXES), A(NMS_SCORES), 0.45, top_k=2)).tolist() == [1, 2]
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_nms_keeps_a_box_whose_iou_equals_the_threshold():
     # (0,0)-(2,1) and (0,0)-(1,1): IoU = 1 / 2 = 0.5 exactly (binary fractions, no rounding);
@@ -79,7 +77,6 @@ def test_nms_keeps_a_box_whose_iou_equals_the_threshold():
     assert H(nms(boxes, scores, 0.49)).tolist() == [0]
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_nms_edge_cases():
     assert H(nms(A(np.zeros((0, 4))), A(np.zeros(0)), 0.5)).tolist() == []
@@ -108,7 +105,6 @@ def _check_nms_invariants(boxes: np.ndarray, scores: np.ndarray, keep: np.ndarra
 
 @FAST
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 60), thr=st.floats(0.05, 0.95))
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_nms_properties(seed, n, thr):
     rng = np.random.default_rng(seed)
@@ -137,7 +133,6 @@ def test_greedy_walk_of_no_candidates():
 
 
 # --------------------------------------------------------------------------- per class
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_multiclass_nms_classes_do_not_suppress_each_other():
     # three identical boxes; box 1 is class 1, boxes 0 and 2 class 0 (a score of 0 is not above 0)
@@ -151,7 +146,6 @@ def test_multiclass_nms_classes_do_not_suppress_each_other():
 @FAST
 @given(seed=st.integers(0, 2**32 - 1), p=st.integers(1, 80), c=st.integers(1, 4),
        top=st.sampled_from([None, 1, 5, 30]), score_thr=st.sampled_from([0.0, 0.3, 0.9]))
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_multiclass_nms_equals_nms_per_class(seed, p, c, top, score_thr):
     rng = np.random.default_rng(seed)
@@ -167,7 +161,6 @@ def test_multiclass_nms_equals_nms_per_class(seed, p, c, top, score_thr):
         assert sorted(box_index[cls == k].tolist()) == sorted(expected.tolist())
 
 
-@pytest.mark.box_coding
 @pytest.mark.nms_ap
 def test_multiclass_nms_with_nothing_above_the_threshold_is_empty():
     out = multiclass_nms(A([[0, 0, 1, 1]]), A([[0.1, 0.2]]), 0.45, score_threshold=0.5)

@@ -49,6 +49,9 @@ TV_SSD = os.path.join(FIXTURES, "torchvision_ssd300_tiny.pth")
 SP_SSD = os.path.join(FIXTURES, "ssdpytorch_ssd300_tiny.pth")
 SP_VGG = os.path.join(FIXTURES, "ssdpytorch_vgg16_reducedfc_tiny.pth")
 
+# converted models are real detectors: building, running and detecting use the code of these assignments
+pytestmark = [pytest.mark.needs("conv2d", "max_pool", "default_boxes", "box_coding", "nms_ap")]
+
 
 def expected(layout) -> dict[str, np.ndarray]:
     return fx.expected_state(layout())

@@ -102,14 +102,14 @@ def test_boxes_stay_valid_after_every_transform(sample, which, seed):
 
 @settings(max_examples=30, deadline=None)
 @given(sample=samples(), which=st.integers(0, len(IOU_TRANSFORMS) - 1), seed=st.integers(0, 2**32 - 1))
-@pytest.mark.box_coding
+@pytest.mark.needs("box_coding")
 def test_boxes_stay_valid_after_the_crop_and_the_training_pipeline(sample, which, seed):
     _check_boxes_stay_valid(IOU_TRANSFORMS[which], sample, seed)
 
 
 @settings(max_examples=30, deadline=None)
 @given(sample=samples(), seed=st.integers(0, 2**32 - 1))
-@pytest.mark.box_coding
+@pytest.mark.needs("box_coding")
 def test_the_training_pipeline_is_deterministic_per_generator(sample, seed):
     image, boxes, labels = sample
     t = train_transform(20)
@@ -195,7 +195,7 @@ def test_zoom_out_places_the_image_on_a_mean_canvas():
     assert max(ratios) > 2.5  # the canvas really grows up to several times the side
 
 
-@pytest.mark.box_coding
+@pytest.mark.needs("box_coding")
 def test_iou_crop_respects_the_minimum_iou_and_keeps_centres():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)
@@ -220,7 +220,7 @@ def test_iou_crop_respects_the_minimum_iou_and_keeps_centres():
     assert found >= 10
 
 
-@pytest.mark.box_coding
+@pytest.mark.needs("box_coding")
 def test_iou_crop_gives_up_and_returns_the_image_when_impossible():
     # One 2 x 2 pixel object in a 100 x 100 image: any patch is >= 30 x 30, so IoU <= 4 / 900 < 0.9.
     image = np.zeros((100, 100, 3), np.uint8)
@@ -395,7 +395,7 @@ def test_random_transforms_demand_a_generator_and_bad_input_is_named():
         eval_transform(8)(np.zeros((8, 8)), np.zeros((0, 4)), np.zeros(0))
 
 
-@pytest.mark.box_coding
+@pytest.mark.needs("box_coding")
 def test_training_pipeline_changes_sizes_of_objects():
     # Zoom out makes objects smaller and the crop makes them larger: over a few seeds both happen.
     image = np.zeros((100, 100, 3), np.uint8)

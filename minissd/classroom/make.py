@@ -6,7 +6,8 @@ stub, and nothing else that could hand out an answer:
 * only files git tracks (``git ls-files``), so a teacher's scratch files, caches and virtual
   environments never travel; a folder that is not a git checkout is refused unless the caller asks for
   the exclude-list walk (``use_git=False``);
-* none of :data:`EXCLUDED`: the teacher's tests of this tooling, hidden tests, the benchmarks (a
+* none of :data:`EXCLUDED`: the teacher's tests of this tooling, hidden tests, the check that stored
+  notebook outputs match the library (the copy strips outputs and changes the library), the benchmarks (a
   benchmark may carry a complete reference implementation, e.g. a PyTorch MultiBox loss), CI files;
 * notebooks without stored outputs (an output can show an answer); exercise cells of nbgrader
   notebooks cleared, their solution versions written to a sibling folder, never into the copy;
@@ -43,8 +44,8 @@ from .markers import (
 from .registry import Assignment, names, select
 
 #: Paths (relative to the root; a folder ends with "/") never copied into a student copy.
-EXCLUDED = ("tests/hidden/", "tests/test_assignments.py", "tests/test_grader.py", "benchmarks/", ".ci/",
-            ".github/")
+EXCLUDED = ("tests/hidden/", "tests/test_assignments.py", "tests/test_grader.py", "tests/test_notebooks.py",
+            "benchmarks/", ".ci/", ".github/")
 _LEAK_TEXTS = (BEGIN_MARKER.encode(), END_MARKER.encode(), BEGIN_HIDDEN.encode())
 
 

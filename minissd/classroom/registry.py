@@ -120,13 +120,13 @@ ASSIGNMENTS: tuple[Assignment, ...] = (
             "with stride, padding and dilation, and send the column gradient back to the pixels (col2im)."
         ),
         functions={
-            "im2col.fill": "copy each kernel offset's strided slice of x into cols, zeros where it reads padding",
-            "col2im.add": "add each kernel offset's slice of the column gradient back into dx",
+            "im2col": "copy each kernel offset's strided slice of the zero-padded x into cols",
+            "col2im": "add each kernel offset's slice of the column gradient back onto its pixels",
         },
         notebook="notebooks/02_conv_and_pooling.ipynb",
         parts=(
-            Part("col2im", ("col2im.add",), 6, r"gradient|backward"),
-            Part("im2col", ("im2col.fill",), 9),
+            Part("col2im", ("col2im",), 6, r"gradient|backward"),
+            Part("im2col", ("im2col",), 9),
         ),
     ),
     Assignment(
@@ -137,15 +137,15 @@ ASSIGNMENTS: tuple[Assignment, ...] = (
             "route each output's gradient to the input that won it, adding where windows overlap."
         ),
         functions={
-            "MaxPool2d.forward.run": "the running maximum over the kernel offsets",
-            "MaxPool2d.backward.run":
+            "MaxPool2dFunction.forward.run": "the running maximum over the kernel offsets",
+            "MaxPool2dFunction.backward.run":
                 "find each window's winner again (the first input equal to the output) and send the output's "
                 "gradient to it, adding where windows overlap",
         },
         notebook="notebooks/02_conv_and_pooling.ipynb",
         parts=(
-            Part("MaxPool2d.backward", ("MaxPool2d.backward.run",), 5, r"gradient|backward"),
-            Part("MaxPool2d.forward", ("MaxPool2d.forward.run",), 5),
+            Part("MaxPool2d.backward", ("MaxPool2dFunction.backward.run",), 5, r"gradient|backward"),
+            Part("MaxPool2d.forward", ("MaxPool2dFunction.forward.run",), 5),
         ),
     ),
     Assignment(
@@ -232,12 +232,13 @@ ASSIGNMENTS: tuple[Assignment, ...] = (
             "the area under the interpolated precision/recall curve and the VOC2007 11-point AP."
         ),
         functions={
+            "_greedy_keep": "the greedy walk over candidates sorted best first, several lists at once",
             "nms": "greedy non-maximum suppression of one class",
-            "voc_ap": "AP from a precision/recall curve (area and 11-point metrics)",
+            "voc_ap": "AP from a precision/recall curve (area, VOC07 11-point, and sampled at given recalls)",
         },
         notebook="notebooks/08_inference_nms_map.ipynb",
         parts=(
-            Part("nms", ("nms",), 5, r"nms", requires=("box_coding",)),
+            Part("nms", ("_greedy_keep", "nms"), 5, r"nms|greedy", requires=("box_coding",)),
             Part("voc_ap", ("voc_ap",), 5, requires=("box_coding",)),
         ),
     ),
