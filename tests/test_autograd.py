@@ -921,6 +921,10 @@ def run_markdown_doctests(path: Path) -> doctest.TestResults:
 def test_docs_autograd_examples_run_and_print_what_the_page_says() -> None:
     """Every ``>>>`` example in docs/autograd.md runs and prints exactly the numbers on the page."""
     backend.set_backend("numpy")  # the page shows NumPy output (restored after the test by conftest)
+    # the page differentiates through Div, MatMul, Exp, Log and Mean (assignment autograd_ops): one backward
+    # through each first, so that a missing one raises its own error rather than a doctest report
+    a = Tensor(np.array([[1.0, 2.0]]), requires_grad=True)
+    ((a / 2.0) @ a.transpose().exp()).log().mean().backward()
     result = run_markdown_doctests(REPO / "docs" / "autograd.md")
     assert result.attempted > 30
     assert result.failed == 0, "docs/autograd.md: see the doctest report above"

@@ -1,7 +1,7 @@
 """Tests of minissd.detection: decode, clip, softmax, per-class threshold and NMS, top-k (by hand, properties);
 predict.
 
-detect runs NMS, so its tests carry the nms_ap marker besides box_coding (decode).
+detect decodes (box_coding) and runs NMS (nms_ap): its tests need both assignments and grade neither.
 """
 
 from __future__ import annotations
