@@ -279,7 +279,7 @@ for ax, stride, offsets, kept, title in panels:
     ax.set_title(title, fontsize=10)
 fig.suptitle(f"the outer taps are {span} px apart in both (dashed): dilation {dil} x {ssd_stride} px "
              f"= 3 x {vgg_stride} px", fontsize=10)
-fig.tight_layout()
+fig.tight_layout(rect=(0, 0, 1, 0.94))
 plt.show()
 
 # %% [markdown]
