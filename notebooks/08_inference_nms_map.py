@@ -406,7 +406,7 @@ display(Markdown(
     f"On these {len(test_set)} images ({' / '.join(map(str, sides_img))} px square, {len(areas)} objects): "
     + ", ".join(f"**{share:.0%}** {k}" for k, share in size_share.items())
     + f". A {sides_img[-1]} px image is {sides_img[-1] ** 2 / 96**2:.1f} times the 96² px of a large object, so "
-    f"COCO's size ranges, made for 640 px photographs, put most ShapesDataset objects in small and medium. "
+    f"COCO's size ranges, made for its larger photographs, put most ShapesDataset objects in small and medium. "
     f"AP@[.5:.95] = {coco['AP']:.3f} against AP50 = {coco['AP50']:.3f} (the VOC mAP@0.5 of section 3 is "
     f"{result['map']:.3f}) and AP75 = {coco['AP75']:.3f}: the gap is how much of what is found at IoU 0.5 "
     f"is not tight at stricter thresholds."))

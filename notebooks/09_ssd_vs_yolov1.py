@@ -531,23 +531,26 @@ for name, v in speed.items():
           f"{pi['backbone'] * 1e3:8.1f} {pi['rest of forward'] * 1e3:6.1f} {pi['decode + NMS'] * 1e3:10.1f} | "
           f"{v['fps']:8.2f}")
 
-fig, ax = plt.subplots(figsize=(10, 3.2))
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.4), gridspec_kw={"width_ratios": [1.4, 1]})
 colours = {"backbone": "C0", "rest of forward": "C2", "decode + NMS": "C3"}
 for row, v in enumerate(speed.values()):
-    left = 0.0
+    left, share_left, total_ms = 0.0, 0.0, sum(v["per_image"].values()) * 1e3
     for part, sec in v["per_image"].items():
-        ax.barh(row, sec * 1e3, left=left, color=colours[part], label=part if row == 0 else None)
-        left += sec * 1e3
-    ax.text(left, row, f"  {v['fps']:.2f} images/s ({v['boxes']} boxes)", va="center", fontsize=9)
-ax.set_yticks(range(len(speed)), list(speed))
-ax.invert_yaxis()
-ax.set_xscale("log")
-ax.set_xlim(right=ax.get_xlim()[1] * 8)
-ax.set_xlabel("milliseconds per image (log scale), CPU")
-ax.legend(fontsize=8, loc="lower right")
-ax.set_title(f"where inference time goes on this machine ({os.cpu_count()} cores, "
-             f"{minissd.get_num_threads()} threads); the paper's GPU: "
-             + ", ".join(f"{k} {v} FPS" for k, v in PAPER_FPS.items()), fontsize=9)
+        axes[0].barh(row, sec * 1e3, left=left, color=colours[part], label=part if row == 0 else None)
+        axes[1].barh(row, sec * 1e3 / total_ms, left=share_left, color=colours[part])
+        left, share_left = left + sec * 1e3, share_left + sec * 1e3 / total_ms
+    axes[0].text(left, row, f"  {v['fps']:.2f} images/s ({v['boxes']} boxes)", va="center", fontsize=9)
+for ax in axes:
+    ax.set_yticks(range(len(speed)), list(speed) if ax is axes[0] else [])
+    ax.invert_yaxis()
+axes[0].set_xlim(0, max(sum(v["per_image"].values()) for v in speed.values()) * 1e3 * 1.45)
+axes[0].set_xlabel("milliseconds per image, CPU")
+axes[0].legend(fontsize=8, loc="lower right")
+axes[1].set_xlim(0, 1)
+axes[1].xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+axes[1].set_xlabel("share of each model's time")
+fig.suptitle(f"where inference time goes on this machine ({os.cpu_count()} cores, {minissd.get_num_threads()} "
+             "threads); the paper's GPU: " + ", ".join(f"{k} {v} FPS" for k, v in PAPER_FPS.items()), fontsize=9)
 fig.tight_layout()
 plt.show()
 big = speed["SSD300 (untrained)"]["per_image"]
