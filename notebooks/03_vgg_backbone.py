@@ -192,6 +192,130 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ### The subsampling on VGG16's real shapes
+#
+# `minissd.pretrained.subsample_fc` is the function that turns ImageNet's fc6/fc7 into SSD's (the
+# paper's and DeepLab-LargeFOV's recipe): it keeps **every 4th filter** of fc6 and fc7 (and every 4th input
+# of fc7, to match), and of fc6's 7x7 kernel **every 3rd tap** in each direction (rows and columns 0, 3, 6).
+# Here it runs on arrays of VGG16's shapes filled with float32 random numbers (no real weights are needed
+# to see which entries survive). fc6 alone is 4096 x 25088 float32, 411 MB, so the FAST setting uses a
+# network 1/8 as wide (the same layout with every channel count divided by 8).
+
+# %%
+from minissd.pretrained import subsample_fc
+from minissd.sizes import scaled_channels
+
+fc_width = 1 / 8 if FAST else 1.0
+O, C = scaled_channels(4096, fc_width), scaled_channels(c5, fc_width)   # fc6/fc7 outputs, pool5 channels
+rng = np.random.default_rng(0)
+dense = {"fc6_weight": rng.standard_normal((O, C * side * side), dtype=np.float32),   # (O, C*7*7)
+         "fc6_bias": rng.standard_normal(O, dtype=np.float32),
+         "fc7_weight": rng.standard_normal((O, O), dtype=np.float32),
+         "fc7_bias": rng.standard_normal(O, dtype=np.float32)}
+t0 = time.perf_counter()
+w6, b6, w7, b7 = (to_numpy(a) for a in subsample_fc(**dense))
+print(f"subsample_fc in {time.perf_counter() - t0:.2f} s, width {fc_width:g} of VGG16 "
+      f"({'FAST: 1/8 of the channels' if FAST else 'the real shapes'}), random float32 values")
+n_dense = sum(a.size for a in dense.values())
+n_sub = sum(a.size for a in (w6, b6, w7, b7))
+for name, a in dense.items():
+    print(f"  in  {name:10s} {str(a.shape):>15s} {a.size:13,d} numbers, {a.nbytes / 2**20:7.1f} MiB")
+for name, a in zip(("fc6_weight", "fc6_bias", "fc7_weight", "fc7_bias"), (w6, b6, w7, b7)):
+    print(f"  out {name:10s} {str(a.shape):>15s} {a.size:13,d} numbers, {a.nbytes / 2**20:7.1f} MiB")
+print(f"fc6 + fc7: {n_dense:,d} -> {n_sub:,d} parameters ({n_dense / n_sub:.0f}x fewer)")
+
+# which entries survive: output filter o of the new fc6 is old filter 4o, tap (i, j) is old tap (3i, 3j)
+w6_full = dense["fc6_weight"].reshape(O, C, side, side)       # PyTorch flattens pool5 as (C, 7, 7)
+o_, c_, i_, j_ = O // 4 - 1, C - 1, 2, 1
+print(f"new fc6[{o_}, {c_}, {i_}, {j_}] = {w6[o_, c_, i_, j_]:.6f} = old fc6[{4 * o_}, {c_}, {3 * i_}, {3 * j_}] "
+      f"= {w6_full[4 * o_, c_, 3 * i_, 3 * j_]:.6f}")
+assert np.array_equal(w6, w6_full[::4, :, ::3, ::3])
+assert np.array_equal(w7[:, :, 0, 0], dense["fc7_weight"][::4, ::4])
+assert FAST or (w6.shape == model.base.fc6.weight.shape and w7.shape == model.base.fc7.weight.shape)  # SSD300's
+del dense, w6_full
+
+# %% [markdown]
+# Where the kept taps fall on the image. In VGG16, fc6's 7x7 kernel reads the 7x7 pool5 map, whose cells are
+# 32 px apart (five 2x2 pools). SSD's pool5 is 3x3 with stride 1, so its map (19x19 at 300 px) keeps conv5's
+# stride of 16 px: one old cell is two new ones, and the kept taps 0, 3, 6 (3 old cells apart) are
+# 3 x 2 = 6 new cells apart. That is fc6's **dilation 6**: the 3x3 kernel spans the same window of the
+# image as the original 7x7 did, with 9 of its 49 taps.
+
+# %%
+vgg_stride = 2 ** sum(name.startswith("pool") for name, _ in VGG16_LAYERS)   # 32 px between pool5 cells
+ssd_stride = next(r["stride"] for r in rows if r["name"] == "fc6")           # 16 px: pool5 at stride 1
+dil = model.base.fc6.dilation[0]
+kept_taps = np.arange(7)[::3]
+assert dil * ssd_stride == 3 * vgg_stride
+fig, axes = plt.subplots(1, 3, figsize=(14, 4.6))
+ax = axes[0]
+for r in range(7):
+    for q in range(7):
+        keep = r in kept_taps and q in kept_taps
+        ax.add_patch(plt.Rectangle((q, r), 1, 1, fc="C3" if keep else "white", ec="grey"))
+ax.set_xlim(0, 7)
+ax.set_ylim(7, 0)
+ax.set_aspect("equal")
+ax.set_xticks(np.arange(7) + 0.5, range(7))
+ax.set_yticks(np.arange(7) + 0.5, range(7))
+ax.set_title(f"fc6's 7x7 kernel: {len(kept_taps)}x{len(kept_taps)} taps kept (red)", fontsize=10)
+span = 6 * vgg_stride                      # between the outer taps, in input pixels
+panels = [(axes[1], vgg_stride, (np.arange(7) - 3) * vgg_stride, np.isin(np.arange(7), kept_taps),
+           f"VGG16: 7x7 taps on pool5, {vgg_stride} px apart"),
+          (axes[2], ssd_stride, np.arange(-1, 2) * dil * ssd_stride, np.ones(3, bool),
+           f"SSD: 3x3 taps, dilation {dil} on a {ssd_stride} px grid")]
+for ax, stride, offsets, kept, title in panels:
+    for a in np.arange(-span // 2 - 2 * stride, span // 2 + 3 * stride, stride):   # the map's cell grid
+        ax.axvline(a, color="lightgrey", lw=0.5)
+        ax.axhline(a, color="lightgrey", lw=0.5)
+    xx, yy = np.meshgrid(offsets, offsets)
+    colour = np.where(np.outer(kept, kept), "C3", "grey").ravel()
+    ax.scatter(xx.ravel(), yy.ravel(), c=colour, s=60, zorder=3)
+    ax.add_patch(plt.Rectangle((-span / 2, -span / 2), span, span, fc="none", ec="C0", lw=1.5, ls="--"))
+    ax.set_xlim(-span / 2 - 2 * stride, span / 2 + 2 * stride)
+    ax.set_ylim(span / 2 + 2 * stride, -span / 2 - 2 * stride)
+    ax.set_aspect("equal")
+    ax.set_xlabel("pixels of the input image, from the output's centre")
+    ax.set_title(title, fontsize=10)
+fig.suptitle(f"the outer taps are {span} px apart in both (dashed): dilation {dil} x {ssd_stride} px "
+             f"= 3 x {vgg_stride} px", fontsize=10)
+fig.tight_layout(rect=(0, 0, 1, 0.94))
+plt.show()
+
+# %% [markdown]
+# With the real ImageNet file the same function produces SSD's starting fc6/fc7: `minissd convert
+# vgg16-397923af.pth vgg16.npz` (docs/pretrained.md; fetch the file yourself, minissd downloads nothing)
+# reads torchvision's VGG16, copies conv1_1 .. conv5_3 and calls `subsample_fc` on `classifier.0` and
+# `classifier.3`; `minissd train --backbone vgg16.npz` starts from it. If the environment variable
+# `MINISSD_VGG16` names such a file (the original `.pth` or the converted `.npz`), the cell below shows its
+# conv1_1 filters, the ImageNet-trained colour and edge detectors that the random network of section 3 lacks.
+
+# %%
+from minissd.pretrained import read_state_dict
+from minissd.train import read_checkpoint
+
+vgg_file = os.environ.get("MINISSD_VGG16", "")
+if vgg_file and os.path.isfile(vgg_file):
+    if vgg_file.endswith(".npz"):
+        conv1_1 = read_checkpoint(vgg_file)[1]["model"]["base.conv1_1.weight"]
+    else:
+        conv1_1 = read_state_dict(vgg_file)["features.0.weight"]
+    conv1_1 = np.asarray(conv1_1, np.float32)                        # (64, 3, 3, 3), RGB input channels
+    print(f"{vgg_file}: conv1_1 {conv1_1.shape}")
+    fig, axes = plt.subplots(4, 16, figsize=(12, 3.3))
+    for ax, f in zip(axes.ravel(), conv1_1):
+        tile = f.transpose(1, 2, 0)
+        ax.imshow((tile - tile.min()) / (np.ptp(tile) + 1e-12), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("conv1_1 of the ImageNet VGG16: 64 filters, 3x3 RGB, each scaled to its own range", fontsize=10)
+    fig.tight_layout()
+    plt.show()
+else:
+    print("MINISSD_VGG16 is not set or names no file: no ImageNet VGG16 present, so no filters to show "
+          "(set it to vgg16-397923af.pth or its converted .npz to see them)")
+
+# %% [markdown]
 # ## 3. Feature maps of a photograph
 #
 # The sample photograph that ships with matplotlib, cropped square and resized to 300x300, through the
