@@ -399,3 +399,37 @@ def test_bad_arguments_name_the_problem():
         F.conv2d(x, Tensor(xp.zeros((2, 3, 3, 3), dtype=numpy.float32)), stride=0)
     with pytest.raises(ValueError, match="bias"):
         F.conv2d(x, Tensor(xp.zeros((2, 3, 3, 3), dtype=numpy.float32)), Tensor(xp.zeros(3, numpy.float32)))
+
+
+def test_ssd_mini_step_stays_float32(monkeypatch):
+    """No silent float64 upcast: every conv, pool and BatchNorm output and gradient of a step is float32."""
+    from minissd.config import SSDConfig
+    from minissd.models import SSD
+    from minissd.nn import norm, pool
+
+    seen = []
+
+    def recording(cls, name):
+        original = getattr(cls, name)
+
+        def wrapped(self, *args, **kwargs):
+            out = original(self, *args, **kwargs)
+            seen.extend((cls.__name__, name, a.dtype) for a in (out if isinstance(out, tuple) else (out,))
+                        if a is not None)
+            return out
+        monkeypatch.setattr(cls, name, wrapped)
+
+    for cls in (conv.FastConv2d, pool.MaxPool2dFunction, norm.BatchNormFunction):
+        recording(cls, "forward")
+        recording(cls, "backward")
+    backend.seed(0)
+    model = SSD(SSDConfig.mini())
+    x = backend.asarray(numpy.random.default_rng(0).standard_normal((2, 3, 160, 160)), dtype=numpy.float32)
+    out = model(Tensor(x, requires_grad=True))
+    sum(o.sum() for o in out).backward()
+    kinds = {(c, n) for c, n, _ in seen}
+    assert {(c.__name__, n) for c in (conv.FastConv2d, pool.MaxPool2dFunction, norm.BatchNormFunction)
+            for n in ("forward", "backward")} <= kinds
+    assert [s for s in seen if s[2] != numpy.float32] == []
+    assert all(o.dtype == numpy.float32 for o in out)
+    assert all(p.grad is not None and p.grad.dtype == numpy.float32 for p in model.parameters())
