@@ -8,6 +8,8 @@ on the selected backend (``MINISSD_BACKEND``).
 
 from __future__ import annotations
 
+import threading
+
 import numpy
 import pytest
 
@@ -299,6 +301,7 @@ def test_threaded_copies_match_single_thread(rng, monkeypatch):
     x, w, b = _arrays((4, 6, 9, 9, 3, 3, 2, 1, 1), rng)
     monkeypatch.setattr(workspace, "_MIN_PARALLEL_ELEMENTS", 0)  # thread even tiny copies
     monkeypatch.setattr(workspace, "_BLOCK_BYTES", 512)  # and cut them into many pieces
+    monkeypatch.setattr(backend, "_num_threads", 3)  # the user's count caps the copy threads
 
     def run(threads):
         workspace.set_num_threads(threads)
@@ -433,3 +436,18 @@ def test_ssd_mini_step_stays_float32(monkeypatch):
     assert [s for s in seen if s[2] != numpy.float32] == []
     assert all(o.dtype == numpy.float32 for o in out)
     assert all(p.grad is not None and p.grad.dtype == numpy.float32 for p in model.parameters())
+
+
+def test_copy_threads_are_capped_by_the_user_thread_count(rng, monkeypatch):
+    monkeypatch.setattr(workspace, "_MIN_PARALLEL_ELEMENTS", 0)
+    monkeypatch.setattr(workspace, "_BLOCK_BYTES", 512)
+    monkeypatch.setattr(backend, "_num_threads", 1)  # as after minissd.set_num_threads(1)
+    used = set()
+    x = rng.standard_normal((4, 6, 9, 9)).astype(numpy.float32)
+    before = workspace.get_num_threads()
+    try:
+        workspace.set_num_threads(3)
+        workspace.for_blocks(numpy, lambda a: used.add(threading.get_ident()), (x,))
+    finally:
+        workspace.set_num_threads(before)
+    assert used == {threading.get_ident()}
