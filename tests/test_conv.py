@@ -422,7 +422,9 @@ def test_ssd_mini_step_stays_float32(monkeypatch):
             return out
         monkeypatch.setattr(cls, name, wrapped)
 
-    for cls in (conv.FastConv2d, pool.MaxPool2dFunction, norm.BatchNormFunction):
+    used = (conv.TextbookConv2d if conv.textbook_enabled() else conv.FastConv2d, pool.MaxPool2dFunction,
+            norm.BatchNormFunction)
+    for cls in used:
         recording(cls, "forward")
         recording(cls, "backward")
     backend.seed(0)
@@ -431,8 +433,7 @@ def test_ssd_mini_step_stays_float32(monkeypatch):
     out = model(Tensor(x, requires_grad=True))
     sum(o.sum() for o in out).backward()
     kinds = {(c, n) for c, n, _ in seen}
-    assert {(c.__name__, n) for c in (conv.FastConv2d, pool.MaxPool2dFunction, norm.BatchNormFunction)
-            for n in ("forward", "backward")} <= kinds
+    assert {(c.__name__, n) for c in used for n in ("forward", "backward")} <= kinds
     assert [s for s in seen if s[2] != numpy.float32] == []
     assert all(o.dtype == numpy.float32 for o in out)
     assert all(p.grad is not None and p.grad.dtype == numpy.float32 for p in model.parameters())
