@@ -8,6 +8,8 @@ on the selected backend (``MINISSD_BACKEND``).
 
 from __future__ import annotations
 
+import threading
+
 import numpy
 import pytest
 
@@ -298,6 +300,7 @@ def test_threaded_copies_match_single_thread(rng, monkeypatch):
     x, w, b = _arrays((4, 6, 9, 9, 3, 3, 2, 1, 1), rng)
     monkeypatch.setattr(workspace, "_MIN_PARALLEL_ELEMENTS", 0)  # thread even tiny copies
     monkeypatch.setattr(workspace, "_BLOCK_BYTES", 512)  # and cut them into many pieces
+    monkeypatch.setattr(backend, "_num_threads", 3)  # the user's count caps the copy threads
 
     def run(threads):
         workspace.set_num_threads(threads)
@@ -398,3 +401,53 @@ def test_bad_arguments_name_the_problem():
         F.conv2d(x, Tensor(xp.zeros((2, 3, 3, 3), dtype=numpy.float32)), stride=0)
     with pytest.raises(ValueError, match="bias"):
         F.conv2d(x, Tensor(xp.zeros((2, 3, 3, 3), dtype=numpy.float32)), Tensor(xp.zeros(3, numpy.float32)))
+
+
+def test_ssd_mini_step_stays_float32(monkeypatch):
+    """No silent float64 upcast: every conv, pool and BatchNorm output and gradient of a step is float32."""
+    from minissd.config import SSDConfig
+    from minissd.models import SSD
+    from minissd.nn import norm, pool
+
+    seen = []
+
+    def recording(cls, name):
+        original = getattr(cls, name)
+
+        def wrapped(self, *args, **kwargs):
+            out = original(self, *args, **kwargs)
+            seen.extend((cls.__name__, name, a.dtype) for a in (out if isinstance(out, tuple) else (out,))
+                        if a is not None)
+            return out
+        monkeypatch.setattr(cls, name, wrapped)
+
+    used = (conv.TextbookConv2d if conv.textbook_enabled() else conv.FastConv2d, pool.MaxPool2dFunction,
+            norm.BatchNormFunction)
+    for cls in used:
+        recording(cls, "forward")
+        recording(cls, "backward")
+    backend.seed(0)
+    model = SSD(SSDConfig.mini())
+    x = backend.asarray(numpy.random.default_rng(0).standard_normal((2, 3, 160, 160)), dtype=numpy.float32)
+    out = model(Tensor(x, requires_grad=True))
+    sum(o.sum() for o in out).backward()
+    kinds = {(c, n) for c, n, _ in seen}
+    assert {(c.__name__, n) for c in used for n in ("forward", "backward")} <= kinds
+    assert [s for s in seen if s[2] != numpy.float32] == []
+    assert all(o.dtype == numpy.float32 for o in out)
+    assert all(p.grad is not None and p.grad.dtype == numpy.float32 for p in model.parameters())
+
+
+def test_copy_threads_are_capped_by_the_user_thread_count(rng, monkeypatch):
+    monkeypatch.setattr(workspace, "_MIN_PARALLEL_ELEMENTS", 0)
+    monkeypatch.setattr(workspace, "_BLOCK_BYTES", 512)
+    monkeypatch.setattr(backend, "_num_threads", 1)  # as after minissd.set_num_threads(1)
+    used = set()
+    x = rng.standard_normal((4, 6, 9, 9)).astype(numpy.float32)
+    before = workspace.get_num_threads()
+    try:
+        workspace.set_num_threads(3)
+        workspace.for_blocks(numpy, lambda a: used.add(threading.get_ident()), (x,))
+    finally:
+        workspace.set_num_threads(before)
+    assert used == {threading.get_ident()}

@@ -238,6 +238,18 @@ def _matmul_each(xp: Any, a: Any, b: Any, out: Any) -> None:
         xp.matmul(a, b[i], out=out[i])
 
 
+def _weight_grad_each(g: Any, cols: Any, dw: Any) -> None:
+    """``dw += g[i] @ cols[i].T`` summed over i, one product per image, with BLAS on one thread.
+
+    The output (O, K) is small and the inner dimension (Ho*Wo, up to 90,000) long: split over two
+    threads, each thread still streams the whole of ``g`` and the threads wait at barriers, which
+    measured slower than one thread on 2 cores (docs/benchmarks.md). No-op limit on CuPy.
+    """
+    with backend.blas_threads(1):
+        for i in range(g.shape[0]):
+            dw += g[i] @ cols[i].T
+
+
 class FastConv2d(Function):
     """The same convolution as :class:`TextbookConv2d`, with bounded memory and fewer memory passes.
 
@@ -310,8 +322,7 @@ class FastConv2d(Function):
             cols = None
             if need_dw:
                 cols = self._columns(n0, n1, h0, h1)  # recomputed, (nb, K, hb*Wo)
-                for i in range(nb):
-                    dw += g[i] @ cols[i].T
+                _weight_grad_each(g, cols, dw)
             if need_dx:
                 if cols is None:
                     cols = self._buffer(n0, n1, h0, h1).reshape(nb, k, hb * wo)
@@ -335,8 +346,7 @@ class FastConv2d(Function):
         if need_dw:
             x3 = self.x.reshape(n, c, h * wd)
             dw = xp.zeros((o, c), dtype=self.w.dtype)
-            for i in range(n):
-                dw += g3[i] @ x3[i].T
+            _weight_grad_each(g3, x3, dw)
             dw = dw.reshape(self.w.shape)
         if need_dx:
             dx = xp.empty(self.x.shape, dtype=self.x.dtype)
@@ -402,9 +412,7 @@ class FastConv2d(Function):
             _im2col_blocks(grad[n0:n1], dp, (1, 1), self._transposed_padding(), dilation, (0, h))
             dp3 = dp.reshape(n1 - n0, o * kh * kw, h * w)
             if need_dw:
-                x3 = self.x[n0:n1].reshape(n1 - n0, c, h * w)
-                for i in range(n1 - n0):
-                    dwk += dp3[i] @ x3[i].T
+                _weight_grad_each(dp3, self.x[n0:n1].reshape(n1 - n0, c, h * w), dwk)
             if need_dx:
                 _matmul_each(xp, wk.T, dp3, dx[n0:n1].reshape(n1 - n0, c, h * w))
         dw = dwk.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)[:, :, ::-1, ::-1].copy() if need_dw else None

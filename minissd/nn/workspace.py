@@ -14,8 +14,9 @@ Cache blocks and threads. A loop over kernel offsets reads the input kh*kw times
 input gradient kh*kw times). On a whole batch every pass would stream hundreds of MB through memory, so
 on the CPU the loop runs on cache-sized pieces (one image, a few channels: :func:`for_blocks`) and the
 later passes hit the cache. NumPy releases the GIL while it copies, so the pieces can be shared out
-over a small thread pool (:func:`set_num_threads`; off by default, measured to be slower on 2 cores
-where BLAS threads compete for the same cores); the matrix products already use all cores via BLAS.
+over a small thread pool (:func:`set_num_threads` here, an internal knob, capped by
+``minissd.set_num_threads``; off by default, measured to be slower on 2 cores where BLAS threads
+compete for the same cores); the matrix products already use all cores via BLAS.
 On CuPy the whole arrays go to each operation (one GPU kernel each) and no threads are used.
 """
 from __future__ import annotations
@@ -27,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy
+
+from .. import backend
 
 __all__ = [
     "IntPair",
@@ -88,8 +91,9 @@ def get_buffer_bytes() -> int:
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads for the im2col/col2im/pooling copies on NumPy (1 turns threading off).
 
-    The default is 1, or ``MINISSD_NUM_THREADS`` (see :func:`_default_threads` for why).
-    BLAS has its own setting (``OPENBLAS_NUM_THREADS``, read when NumPy is imported).
+    An internal knob for measuring: the default is 1, or ``MINISSD_NUM_THREADS`` (see
+    :func:`_default_threads` for why). The setting users want is :func:`minissd.set_num_threads`,
+    which sets the threads of BLAS (the matrix products) and of minissd's own loops together.
     """
     global _num_threads, _pool
     if not isinstance(n, (int, numpy.integer)) or n < 1:
@@ -102,7 +106,7 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads used for copies on NumPy."""
+    """This module's copy-thread knob; the copies use at most ``minissd.get_num_threads()`` of them."""
     return _num_threads
 
 
@@ -211,7 +215,8 @@ def for_blocks(xp: Any, fn: Callable[..., None], arrays: Sequence[Any], key: int
         for i0, i1, c0, c1 in group:
             fn(*(a[i0:i1, c0:c1] for a in arrays))
 
-    parts = min(_num_threads, len(pieces))
+    # never more than the user's thread count (minissd.set_num_threads), whatever this module's knob says
+    parts = min(_num_threads, backend.num_threads(), len(pieces))
     work = sum(int(a.size) for a in arrays)
     if parts < 2 or work < _MIN_PARALLEL_ELEMENTS:
         run(pieces)
