@@ -68,7 +68,8 @@ def main() -> None:
         model = build_model("yolov1", num_classes=classes) if name == "yolov1" else SSD(ablation_config(name, classes))
         train = ConcatDataset([ShapesDataset(30000, scene="mixed", seed=args.seed),
                                ShapesDataset(10000, scene="flock", seed=args.seed)])
-        cfg = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=50, seed=args.seed)
+        cfg = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=50, seed=args.seed,
+                          augment=False)  # the recipe of the shipped weights: every ShapesDataset image is new
         trainer = Trainer(model, train, None, cfg, progress=False)
         start = time.time()
         trainer.fit()

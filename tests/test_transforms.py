@@ -142,7 +142,8 @@ def _extent(image, value):
     "t",
     [
         RandomZoomOut(fill=(255, 255, 255), p=1.0),
-        pytest.param(RandomIoUCrop(min_ious=(None, 0.3), include_original=False), marks=pytest.mark.needs("box_coding")),
+        pytest.param(RandomIoUCrop(min_ious=(None, 0.3), include_original=False),
+                     marks=pytest.mark.needs("box_coding")),
         RandomHorizontalFlip(p=1.0),
     ],
 )
