@@ -403,6 +403,7 @@ def test_bad_arguments_name_the_problem():
         F.conv2d(x, Tensor(xp.zeros((2, 3, 3, 3), dtype=numpy.float32)), Tensor(xp.zeros(3, numpy.float32)))
 
 
+@pytest.mark.needs("conv2d", "max_pool", "default_boxes")
 def test_ssd_mini_step_stays_float32(monkeypatch):
     """No silent float64 upcast: every conv, pool and BatchNorm output and gradient of a step is float32."""
     from minissd.config import SSDConfig
