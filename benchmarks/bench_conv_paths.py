@@ -4,7 +4,8 @@ Each measurement is a fresh subprocess (one warm-up step, then ``--steps`` timed
 the variants take turns round by round, so a machine shared with other jobs slows all of them alike;
 medians are printed.
 
-    python benchmarks/bench_conv_paths.py --baseline /work/baseline --threads 2 1 --repeat 5
+    git worktree add ../minissd-old 95169a7     # any older commit
+    python benchmarks/bench_conv_paths.py --baseline ../minissd-old --threads 2 1 --repeat 5
 
 ``--threads`` are given to ``minissd.set_num_threads`` (and ``torch.set_num_threads``); 0 means the
 library default. Needs PyTorch only for the replica column (left out when it is missing). Never run as a test.
