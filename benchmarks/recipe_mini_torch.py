@@ -29,9 +29,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy as np  # noqa: E402
 
 from minissd import backend  # noqa: E402
-from minissd.cli import EVAL_SEED  # noqa: E402
 from minissd.config import SSDConfig  # noqa: E402
-from minissd.data import ConcatDataset, DataLoader, ShapesDataset  # noqa: E402
+from minissd.data import (  # noqa: E402
+    EVAL_SEED,  # noqa: E402
+    ConcatDataset,
+    DataLoader,
+    ShapesDataset,
+)
 from minissd.data.transforms import eval_transform, train_transform  # noqa: E402
 from minissd.matching import match_batch  # noqa: E402
 from minissd.models import SSD  # noqa: E402

@@ -28,8 +28,11 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from minissd import backend  # noqa: E402
-from minissd.cli import EVAL_SEED  # noqa: E402
-from minissd.data import ConcatDataset, ShapesDataset  # noqa: E402
+from minissd.data import (  # noqa: E402
+    EVAL_SEED,  # noqa: E402
+    ConcatDataset,
+    ShapesDataset,
+)
 from minissd.models.registry import build_model  # noqa: E402
 from minissd.train import TrainConfig, Trainer, evaluate_model, save_checkpoint  # noqa: E402
 

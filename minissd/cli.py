@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy
 
-# held-out ShapesDataset seeds: training uses seeds below 1000, evaluation these
-EVAL_SEED = 1000
+from .data.synthetic import EVAL_SEED  # held-out ShapesDataset scenes (training uses seeds below it)
 
 
 class CLIError(Exception):

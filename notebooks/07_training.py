@@ -63,8 +63,7 @@ def show_jpeg(fig, quality=85):
 # %%
 import os
 
-from minissd.cli import EVAL_SEED
-from minissd.data import Normalize, ShapesDataset, train_transform
+from minissd.data import EVAL_SEED, Normalize, ShapesDataset, train_transform
 from minissd.models import shipped_weights
 from minissd.viz import draw_boxes, plot_history, show_detections, show_image
 

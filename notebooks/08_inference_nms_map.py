@@ -55,8 +55,7 @@ def show_jpeg(fig, quality=85):
 # %%
 import os
 
-from minissd.cli import EVAL_SEED
-from minissd.data import ShapesDataset, eval_transform
+from minissd.data import EVAL_SEED, ShapesDataset, eval_transform
 from minissd.models import shipped_weights, ssd_mini
 from minissd.train import TrainConfig, Trainer, load_model
 from minissd.viz import class_colour, draw_boxes, show_detections, show_image

@@ -64,9 +64,8 @@ import os
 
 from matplotlib.patches import Rectangle
 
-from minissd.cli import EVAL_SEED
 from minissd.config import SSDConfig
-from minissd.data import ShapesDataset
+from minissd.data import EVAL_SEED, ShapesDataset
 from minissd.models import shipped_weights, ssd_mini, yolov1_mini
 from minissd.priors import best_overlaps, default_boxes
 from minissd.viz import plot_grid, show_detections, show_image

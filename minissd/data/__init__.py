@@ -7,7 +7,7 @@ int64 in 1..num_classes-1)``, and ``dataset.class_names[0] == "background"``.
 
 from .coco import COCODataset, export_coco
 from .loader import ConcatDataset, DataLoader, Subset, split_off
-from .synthetic import SHAPE_CLASS_NAMES, ShapesDataset, ShapesSample
+from .synthetic import EVAL_SEED, SHAPE_CLASS_NAMES, ShapesDataset, ShapesSample
 from .transforms import (
     MEAN,
     STD,
@@ -31,6 +31,7 @@ from .voc import VOC_CLASS_NAMES, VOCDataset, export_voc
 
 __all__ = [
     "COCODataset",
+    "EVAL_SEED",
     "MEAN",
     "SHAPE_CLASS_NAMES",
     "STD",

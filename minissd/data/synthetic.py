@@ -53,6 +53,10 @@ from typing import Any
 
 import numpy as np
 
+#: The seed of the held-out scenes that evaluation uses (``minissd evaluate``, notebooks, benchmarks); training
+#: draws its scenes with seeds below it, so the two never share an image.
+EVAL_SEED = 1000
+
 SHAPE_CLASS_NAMES: tuple[str, ...] = (
     "background",
     "circle",
