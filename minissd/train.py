@@ -34,7 +34,7 @@ from . import backend
 from .autograd import Tensor
 from .data.loader import DataLoader
 from .data.transforms import eval_transform, train_transform
-from .detection import eval_transform_for
+from .detection import predict
 from .evaluation import evaluate_detections
 from .models.registry import model_from_description
 from .models.ssd import InputConvention
@@ -236,21 +236,18 @@ def evaluate_model(model: Module, dataset: Any, batch_size: int = 32, conf_thres
     (boxes, labels, scores) host tuple per image) when ``return_detections``.
     """
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
-    transform = eval_transform_for(model)
     pred_b, pred_l, pred_s, gt_b, gt_l, gt_d = [], [], [], [], [], []
     difficult = getattr(dataset, "difficult", None)
     for start in range(0, n, batch_size):
         images = []
         for i in range(start, min(n, start + batch_size)):
             image, boxes, labels = dataset[i]
-            x, _, _ = transform(image, boxes, labels, None)
-            images.append(x)
+            images.append(image)
             gt_b.append(numpy.asarray(boxes, numpy.float32).reshape(-1, 4))
             gt_l.append(numpy.asarray(labels, numpy.int64).reshape(-1))
             if callable(difficult):
                 gt_d.append(numpy.asarray(difficult(i), bool).reshape(-1))
-        batch = backend.asarray(numpy.stack(images).astype(numpy.float32))
-        for det in model.detect(batch, conf_threshold=conf_threshold):
+        for det in predict(model, images, conf_threshold=conf_threshold, batch_size=batch_size):
             pred_b.append(backend.to_numpy(det.boxes))
             pred_l.append(backend.to_numpy(det.labels))
             pred_s.append(backend.to_numpy(det.scores))
