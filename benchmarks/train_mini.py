@@ -28,11 +28,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from minissd import backend  # noqa: E402
-from minissd.data import (  # noqa: E402
-    EVAL_SEED,  # noqa: E402
-    ConcatDataset,
-    ShapesDataset,
-)
+from minissd.data import EVAL_SEED, ConcatDataset, ShapesDataset  # noqa: E402
 from minissd.models.registry import build_model  # noqa: E402
 from minissd.train import TrainConfig, Trainer, evaluate_model, save_checkpoint  # noqa: E402
 
@@ -45,9 +41,10 @@ def time_to_map(rows: list[dict], targets: tuple[float, ...] = TARGETS) -> dict[
 
 
 def run(name: str, minutes: float, evals: int, mixed: ShapesDataset, flock: ShapesDataset, batch: int,
-        lr: float, seed: int, augment: bool, save: str | None) -> list[dict]:
+        lr: float, seed: int, augment: bool, save: str | None, background_prior: float | None = None) -> list[dict]:
     backend.seed(seed)
-    model = build_model(name, num_classes=ShapesDataset.num_classes)
+    options = {} if background_prior is None else {"background_prior": background_prior}
+    model = build_model(name, num_classes=ShapesDataset.num_classes, **options)
     # images are drawn on the fly, so a large set costs nothing; 3 mixed scenes per flock scene
     train = ConcatDataset([ShapesDataset(30000, scene="mixed", seed=seed),
                            ShapesDataset(10000, scene="flock", seed=seed)])
@@ -93,6 +90,8 @@ def main() -> None:
                    help="use the SSD augmentation pipeline (off by default: see docs/benchmarks.md, Time to mAP)")
     p.add_argument("--save", default=None, help="folder for the final checkpoints (<model>.npz)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--background-prior", type=float, default=None,
+                   help="initial background probability of the SSD conf heads (default: plain Xavier/zero init)")
     args = p.parse_args()
     cpu = platform.machine()
     try:
@@ -101,11 +100,13 @@ def main() -> None:
     except (OSError, StopIteration):
         pass
     print(f"# time to mAP, {os.cpu_count()} cores ({cpu}), {time.strftime('%Y-%m-%d')}, "
-          f"{args.minutes:g} min per model, batch {args.batch}, lr {args.lr}, augment {args.augment}")
+          f"{args.minutes:g} min per model, batch {args.batch}, lr {args.lr}, augment {args.augment}, "
+          f"background prior {args.background_prior}, threads {backend.get_num_threads()}")
     mixed = ShapesDataset(args.mixed, scene="mixed", seed=EVAL_SEED)
     flock = ShapesDataset(args.flock, scene="flock", seed=EVAL_SEED)
     for name in args.models:
-        run(name, args.minutes, args.evals, mixed, flock, args.batch, args.lr, args.seed, args.augment, args.save)
+        run(name, args.minutes, args.evals, mixed, flock, args.batch, args.lr, args.seed, args.augment, args.save,
+            background_prior=args.background_prior if name != "yolov1" else None)
 
 
 if __name__ == "__main__":
