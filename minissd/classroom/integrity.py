@@ -16,14 +16,13 @@ test, so they cannot shadow a module.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
 from .make import copy_files, student_version
-from .markers import BEGIN_MARKER, END_MARKER, SKIP_DIRS, Stub, _functions_by_line, stub_source
+from .markers import BEGIN_MARKER, END_MARKER, SKIP_DIRS, Stub, _functions_by_line, parse_source, stub_source
 from .registry import Assignment
 
 #: The folders whose files are compared (the package and the tests); other files (notebooks, docs)
@@ -94,7 +93,7 @@ def compare_python(base: str, stubs: Sequence[Stub], sub: str, path: str) -> lis
     # the answer must stay in its function: a string opened in one region and closed in the next
     # would otherwise turn the reference code between them into data
     try:
-        tree = ast.parse(sub)
+        tree = parse_source(sub)
     except SyntaxError:
         return out  # the file cannot be imported: its tests fail on their own, nothing to gain
     functions = _functions_by_line(tree)

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,17 @@ LINE_LENGTH = 120
 # END line may repeat the name. Any other line that mentions a marker is an error, so the before-commit
 # hook's BEGIN/END counts and this parser always agree.
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+
+# CPython 3.11's ast.parse keeps a recursion counter per interpreter, not per thread: two threads parsing
+# at once (grade-all --jobs N) can fail with "AST constructor recursion depth mismatch". One lock avoids it.
+_AST_LOCK = threading.Lock()
+
+
+def parse_source(text: str, filename: str = "<unknown>") -> ast.Module:
+    """``ast.parse(text)``, one thread at a time."""
+    with _AST_LOCK:
+        return ast.parse(text, filename=filename)
+
 _BEGIN_RE = re.compile(rf"^(?P<indent>[ \t]*)#[ \t]*{BEGIN_MARKER}(?:[ \t]+(?P<name>{_NAME}))?[ \t]*$")
 _END_RE = re.compile(rf"^(?P<indent>[ \t]*)#[ \t]*{END_MARKER}(?:[ \t]+(?P<name>{_NAME}))?[ \t]*$")
 #: Directory names never scanned or copied (caches, build output, virtual environments).
@@ -158,7 +170,7 @@ def find_regions(text: str, path: str, known: Iterable[str] | None = None) -> li
     if not raw:
         return []
     try:
-        tree = ast.parse(text, filename=path)
+        tree = parse_source(text, filename=path)
     except SyntaxError as exc:
         raise MarkerError(f"{path}:{exc.lineno}: cannot parse the file: {exc.msg}") from None
     functions = _functions_by_line(tree)
@@ -352,14 +364,14 @@ def stub_source(text: str, path: str, only: Iterable[str] | None = None,
     first = _assemble(lines, regions, strip, {}, by_name, newline)[0]
     keep: dict[int, list[str]] = {}
     if chosen:
-        tree = ast.parse(first, filename=path)
+        tree = parse_source(first, filename=path)
         imports = _module_imports(tree)
         still = _loaded_names(tree)
         for r in chosen:
             ind = len(r.indent)
             body = "".join(line[ind:] if line.strip() else "\n" for line in lines[r.begin:r.end - 1])
             try:
-                used = _loaded_names(ast.parse("def _region():\n" + "".join(
+                used = _loaded_names(parse_source("def _region():\n" + "".join(
                     "    " + b if b.strip() else b for b in body.splitlines(keepends=True))))
             except SyntaxError:  # pragma: no cover - find_regions checked that the file parses
                 used = set()
@@ -375,7 +387,7 @@ def stub_source(text: str, path: str, only: Iterable[str] | None = None,
                 still |= set(names_)  # one stub mentioning an import is enough
     result, stubs = _assemble(lines, regions, strip, keep, by_name, newline)
     try:
-        ast.parse(result, filename=path)
+        parse_source(result, filename=path)
     except SyntaxError as exc:  # pragma: no cover - find_regions' checks should make this impossible
         raise MarkerError(f"{path}: the student version does not parse ({exc.msg}, line {exc.lineno})",
                           ) from None
