@@ -23,6 +23,8 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 CHILD = r"""
 import sys, time, numpy as np
+import minissd
+print("# minissd from", minissd.__file__, file=sys.stderr)
 kind, threads, batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 from minissd import backend
 from minissd.config import SSDConfig
@@ -81,8 +83,9 @@ def main() -> None:
             for name, kind, path in kinds:
                 env = dict(os.environ, PYTHONPATH=path)
                 argv = [sys.executable, "-c", CHILD, kind, str(threads), str(args.batch), str(args.steps)]
-                out = subprocess.run(argv, env=env, cwd=os.path.abspath(ROOT), capture_output=True, text=True,
-                                     check=True)
+                # the child's working directory comes first on its sys.path ("-c"): it must be the tree
+                # measured, or every tree would import this one's minissd
+                out = subprocess.run(argv, env=env, cwd=path, capture_output=True, text=True, check=True)
                 times[name].append(float(out.stdout.split()[-1]))
         med = {name: statistics.median(v) for name, v in times.items()}
         print(f"threads {threads or 'default'}: " + ", ".join(f"{k} {v:.2f} s" for k, v in med.items())

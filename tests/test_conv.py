@@ -40,6 +40,8 @@ CONFIGS = {
     "narrow no padding": (1, 8, 6, 6, 1, 3, 1, 0, 1),
 }
 NARROW = [name for name in CONFIGS if name.startswith("narrow")]
+# stride 1 with no more output than input channels: only the backward pass takes the output side
+OUTPUT_SIDE_BACKWARD = ["dilation 6 pad 6 (fc6)", "C=1 O=1", "batch 1", "batch 3"]
 
 # (C, O, kernel, stride, padding, dilation) of every convolution of SSD300 (VGG16 with fc6/fc7 as
 # convolutions, the extra layers conv8_1 to conv11_2, and the loc/conf heads for 21 classes)
@@ -230,6 +232,8 @@ def test_each_path_is_used_for_its_layers(rng, monkeypatch):
             F.conv2d(Tensor(x, requires_grad=True), Tensor(w), Tensor(b), *cfg[6:]).sum().backward()
         if name in NARROW:
             assert used == ["_forward_narrow", "_backward_narrow"], name
+        elif name in OUTPUT_SIDE_BACKWARD:
+            assert used == ["_backward_narrow"], name
         elif name == "1x1":
             assert used == ["_backward_pointwise"], name
         else:
@@ -317,6 +321,60 @@ def test_threaded_copies_match_single_thread(rng, monkeypatch):
         workspace.set_num_threads(before)
     for a, b_ in zip(one, three):
         numpy.testing.assert_array_equal(a, b_)
+
+
+@pytest.mark.conv2d
+@pytest.mark.parametrize("name", ["3x3 pad 1", "stride 2", "1x1", "narrow 3x3 pad 1", "batch 3",
+                                  "dilation 6 pad 6 (fc6)"])
+def test_image_threads_match_one_thread(name, rng, monkeypatch):
+    # every path (columns, 1x1, output side, narrow), the weight gradient summed from per-thread parts
+    n, *rest = CONFIGS[name]
+    x, w, b = _arrays((5, *rest), rng)  # 5 images: pieces of unequal size over the threads
+    monkeypatch.setattr(backend, "_num_threads", 1)
+    one = _run(x, w, b, *CONFIGS[name][6:], False)
+    monkeypatch.setattr(backend, "_num_threads", 3)
+    three = _run(x, w, b, *CONFIGS[name][6:], False)
+    for a, b_ in zip(one, three):
+        numpy.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12)
+
+
+def test_for_images_shares_whole_images_out_and_keeps_their_order(monkeypatch):
+    monkeypatch.setattr(backend, "_num_threads", 3)
+    barrier = threading.Barrier(3, timeout=10)  # passes only if three threads run pieces at once
+    used = []
+
+    def piece(n0, n1, h0, h1):
+        if n0 < 3:
+            barrier.wait()
+        used.append(threading.get_ident())
+        return n0 * 10 + n1
+
+    pieces = [(i, i + 1, 0, 4) for i in range(7)]
+    assert workspace.for_images(numpy, piece, pieces) == [i * 10 + i + 1 for i in range(7)]
+    assert len(set(used)) == 3
+    # bands of rows of one image may share halo rows in a backward pass: they stay in the calling thread
+    used.clear()
+    bands = [(0, 1, 0, 2), (0, 1, 2, 4)]
+    assert workspace.for_images(numpy, lambda *p: used.append(threading.get_ident()), bands) == [None, None]
+    assert used == [threading.get_ident()] * 2
+    # one thread: the pieces run in order in the calling thread
+    monkeypatch.setattr(backend, "_num_threads", 1)
+    order = []
+    workspace.for_images(numpy, lambda n0, *_: order.append((n0, threading.get_ident())), pieces)
+    assert order == [(i, threading.get_ident()) for i in range(7)]
+
+
+def test_pieces_fit_each_threads_share_of_the_buffer(monkeypatch):
+    monkeypatch.setattr(workspace, "_buffer_bytes", 1000)
+    monkeypatch.setattr(workspace, "_PIECE_BYTES", 300)
+    # 10 images of 100 bytes: the cache limit groups 3, and 2 threads each hold at most 500
+    pieces = list(workspace.plan_chunks(10, 4, 25, threads=2, cache=True))
+    assert pieces == [(0, 3, 0, 4), (3, 6, 0, 4), (6, 9, 0, 4), (9, 10, 0, 4)]
+    # without the cache limit (the GPU): as large as each thread's share allows, at least one piece each
+    assert list(workspace.plan_chunks(10, 4, 25, threads=2)) == [(0, 5, 0, 4), (5, 10, 0, 4)]
+    assert list(workspace.plan_chunks(3, 4, 25, threads=1)) == [(0, 3, 0, 4)]
+    # an image over a thread's share is cut into bands of rows
+    assert list(workspace.plan_chunks(1, 4, 200, threads=2)) == [(0, 1, 0, 2), (0, 1, 2, 4)]
 
 
 @pytest.mark.conv2d

@@ -13,7 +13,7 @@ import pytest
 import minissd.nn.functional as F
 from minissd import Tensor, backend, to_numpy
 from minissd.autograd import GradcheckError, gradcheck
-from minissd.nn import BatchNorm2d, Conv2d, L2Norm, MaxPool2d, Parameter, ReLU, Sequential, init, norm
+from minissd.nn import BatchNorm2d, Conv2d, L2Norm, MaxPool2d, Parameter, ReLU, Sequential, init, norm, workspace
 from minissd.optim import Adam
 
 
@@ -139,6 +139,27 @@ def test_batchnorm_gradients(training, rng):
     fn = lambda x, g, b: F.batch_norm(x, g, b, rm if not training else None,  # noqa: E731
                                       rv if not training else None, training=training)
     assert gradcheck(fn, [x, g, b])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_on_image_threads_matches_one_thread(training, rng, monkeypatch):
+    # 5 images in pieces of 2, 2 and 1 over 3 threads: the batch sums are added from the pieces
+    monkeypatch.setattr(workspace, "_PIECE_BYTES", 2 * 3 * 4 * 4 * 8)
+    x = rng.standard_normal((5, 3, 4, 4)) * 3 + 1
+    dy = rng.standard_normal(x.shape)
+    g, b = rng.standard_normal(3), rng.standard_normal(3)
+    rm, rv = rng.standard_normal(3), rng.random(3) + 0.5
+
+    def run(threads):
+        monkeypatch.setattr(backend, "_num_threads", threads)
+        xt, gt, bt = _t(x, grad=True), _t(g, grad=True), _t(b, grad=True)
+        stats = (backend.asarray(rm), backend.asarray(rv))
+        y = F.batch_norm(xt, gt, bt, *stats, training=training)
+        y.backward(backend.asarray(dy))
+        return [to_numpy(a) for a in (y.data, xt.grad, gt.grad, bt.grad, *stats)]
+
+    for a, b_ in zip(run(1), run(3)):
+        numpy.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12)
 
 
 # =========================================================================== modules and init

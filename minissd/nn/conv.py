@@ -40,10 +40,12 @@ from ..sizes import conv_output_size
 from .workspace import (
     IntPair,
     for_blocks,
+    for_images,
     get_buffer_bytes,
     get_num_threads,
+    image_threads,
     pair,
-    plan_chunks,
+    pieces_for,
     release_workspace,
     scratch,
     set_buffer_bytes,
@@ -225,42 +227,67 @@ def _col2im_blocks(cols: Any, dx: Any, stride: Pair, padding: Pair, dilation: Pa
     for_blocks(xp, add, (cols, dx), key=1)
 
 
-def _matmul_each(xp: Any, a: Any, b: Any, out: Any) -> None:
-    """``out[i] = a @ b[i]`` for each i: one BLAS call per image.
+def _matmul_each(xp: Any, a: Any, b: Any, out: Any, bias: Any = None) -> None:
+    """``out[i] = a @ b[i] (+ bias[:, None])`` for each i: one BLAS call per image.
 
     (NumPy's batched ``matmul`` with a broadcast ``a`` may not call BLAS at all, and was 3x slower
-    than this loop; CuPy gets one batched call.)
+    than this loop; CuPy gets one batched call.) The bias is added to each image right after its
+    product, while that image's output is still in the cache.
     """
     if xp is not numpy:
         xp.matmul(a, b, out=out)
+        if bias is not None:
+            out += bias.reshape(1, -1, 1)
         return
     for i in range(b.shape[0]):
         xp.matmul(a, b[i], out=out[i])
+        if bias is not None:
+            out[i] += bias[:, None]
 
 
-def _weight_grad_each(g: Any, cols: Any, dw: Any) -> None:
-    """``dw += g[i] @ cols[i].T`` summed over i, one product per image, with BLAS on one thread.
+def _weight_grad_each(g: Any, cols: Any, dw: Any) -> Any:
+    """``dw += g[i] @ cols[i].T`` summed over i, one product per image, with BLAS on one thread; returns dw.
 
     The output (O, K) is small and the inner dimension (Ho*Wo, up to 90,000) long: split over two
     threads, each thread still streams the whole of ``g`` and the threads wait at barriers, which
-    measured slower than one thread on 2 cores (docs/benchmarks.md). No-op limit on CuPy.
+    measured slower than one thread on 2 cores (docs/benchmarks.md). Inside :func:`for_images` BLAS is
+    on one thread already. No-op limit on CuPy.
     """
+    xp = backend.get_array_module(g)
+    if xp is not numpy:
+        dw += xp.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
+        return dw
+    if image_threads(xp) == 1:  # in a for_images worker, or one thread in all
+        for i in range(g.shape[0]):
+            dw += g[i] @ cols[i].T
+        return dw
     with backend.blas_threads(1):
         for i in range(g.shape[0]):
             dw += g[i] @ cols[i].T
+    return dw
+
+
+def _add_partial_sums(parts: list[Any]) -> Any:
+    """The sum of the pieces' partial weight gradients (the first one is reused as the total)."""
+    total = parts[0]
+    for p in parts[1:]:
+        total += p
+    return total
 
 
 class FastConv2d(Function):
     """The same convolution as :class:`TextbookConv2d`, with bounded memory and fewer memory passes.
 
-    * Columns path (every layer but the two below): per chunk of images (:func:`plan_chunks`) the columns
-      go into one reused buffer, ``W (O, K) @ cols (K, L)`` per image. Only ``x`` (held by the graph
-      anyway) and ``w`` are kept; the backward pass recomputes the columns chunk by chunk, and the same
-      buffer then receives the column gradient ``W.T @ dy`` for col2im.
+    * Columns path (every layer but the ones below): per piece of images (:func:`pieces_for`) the
+      columns go into a reused buffer, ``W (O, K) @ cols (K, L)`` per image. Only ``x`` (held by the
+      graph anyway) and ``w`` are kept; the backward pass recomputes the columns piece by piece, and the
+      same buffer then receives the column gradient ``W.T @ dy`` for col2im.
     * 1x1 layers with stride 1 and no padding: the input already is the column matrix, so the backward
       pass uses it directly (dW = dy @ x.T, dx = W.T @ dy) instead of a second im2col and a col2im.
-    * Narrow layers (stride 1, far fewer output than input channels: SSD's loc/conf heads): the product
-      runs on the *output* side, whose copies are O/C times smaller, see :meth:`_narrow`.
+    * Output side (stride 1, no more output than input channels): the backward pass copies windows of
+      the output gradient instead of the input (one im2col, no col2im), see :meth:`_narrow`; narrow
+      layers (far fewer output channels: SSD's loc/conf heads) run their forward pass that way too.
+    * Pieces of whole images are shared out over the user's threads (:func:`for_images`).
     """
 
     def forward(self, x: Any, w: Any, b: Any = None, stride: Pair = (1, 1), padding: Pair = (0, 0),
@@ -273,28 +300,31 @@ class FastConv2d(Function):
         self.x, self.w, self.has_bias = x, w, b is not None
         self.geom = ((kh, kw), stride, padding, dilation)
         self.out_hw = (ho, wo)
-        if self._narrow():
+        if self._narrow(forward=True):
             y = self._forward_narrow()
-        else:
-            w2 = w.reshape(o, c * kh * kw)
-            y = xp.empty((n, o, ho, wo), dtype=x.dtype)
-            for n0, n1, h0, h1 in self._chunks():
-                cols = self._columns(n0, n1, h0, h1)  # (nb, K, hb*Wo)
-                if h1 - h0 == ho:
-                    _matmul_each(xp, w2, cols, y[n0:n1].reshape(n1 - n0, o, ho * wo))
-                else:  # a band of rows is not contiguous in y: write through a temporary
-                    band = xp.empty((n1 - n0, o, (h1 - h0) * wo), dtype=y.dtype)
-                    _matmul_each(xp, w2, cols, band)
-                    y[n0:n1, :, h0:h1] = band.reshape(n1 - n0, o, h1 - h0, wo)
-        if b is not None:
-            y += b.reshape(1, o, 1, 1)
+            if b is not None:
+                y += b.reshape(1, o, 1, 1)
+            return y
+        w2 = w.reshape(o, c * kh * kw)
+        y = xp.empty((n, o, ho, wo), dtype=x.dtype)
+
+        def piece(n0: int, n1: int, h0: int, h1: int) -> None:
+            cols = self._columns(n0, n1, h0, h1)  # (nb, K, hb*Wo)
+            if h1 - h0 == ho:
+                _matmul_each(xp, w2, cols, y[n0:n1].reshape(n1 - n0, o, ho * wo), b)
+            else:  # a band of rows is not contiguous in y: write through a temporary
+                band = xp.empty((n1 - n0, o, (h1 - h0) * wo), dtype=y.dtype)
+                _matmul_each(xp, w2, cols, band, b)
+                y[n0:n1, :, h0:h1] = band.reshape(n1 - n0, o, h1 - h0, wo)
+
+        for_images(xp, piece, self._chunks())
         return y
 
     def backward(self, grad: Any) -> tuple[Any, ...]:
         # skip the work for inputs that need no gradient (the image; a frozen backbone's weights)
         need_dx, need_dw = self.parents[0].requires_grad, self.parents[1].requires_grad
         db = grad.sum(axis=(0, 2, 3)) if self.has_bias and self.parents[2].requires_grad else None
-        if self._narrow():
+        if self._narrow(forward=False):
             dx, dw = self._backward_narrow(grad, need_dx, need_dw)
         elif self._pointwise():
             dx, dw = self._backward_pointwise(grad, need_dx, need_dw)
@@ -310,19 +340,19 @@ class FastConv2d(Function):
         ho, wo = self.out_hw
         k = c * kh * kw
         w2 = w.reshape(o, k)
-        dw = xp.zeros((o, k), dtype=w.dtype) if need_dw else None
         dx = xp.zeros(x.shape, dtype=x.dtype) if need_dx else None
         _, stride, padding, dilation = self.geom
-        for n0, n1, h0, h1 in self._chunks():
+
+        def piece(n0: int, n1: int, h0: int, h1: int) -> Any:
             nb, hb = n1 - n0, h1 - h0
             if hb == ho:
                 g = grad[n0:n1].reshape(nb, o, ho * wo)
             else:
                 g = xp.ascontiguousarray(grad[n0:n1, :, h0:h1]).reshape(nb, o, hb * wo)
-            cols = None
+            cols = dw = None
             if need_dw:
                 cols = self._columns(n0, n1, h0, h1)  # recomputed, (nb, K, hb*Wo)
-                _weight_grad_each(g, cols, dw)
+                dw = _weight_grad_each(g, cols, xp.zeros((o, k), dtype=w.dtype))
             if need_dx:
                 if cols is None:
                     cols = self._buffer(n0, n1, h0, h1).reshape(nb, k, hb * wo)
@@ -330,7 +360,10 @@ class FastConv2d(Function):
                 _matmul_each(xp, w2.T, g, cols)
                 cols6 = cols.reshape(nb, c, kh, kw, hb, wo)
                 _col2im_blocks(cols6, dx[n0:n1], stride, padding, dilation, (h0, h1))
-        return dx, (dw.reshape(w.shape) if need_dw else None)
+            return dw
+
+        parts = for_images(xp, piece, self._chunks())
+        return dx, (_add_partial_sums(parts).reshape(w.shape) if need_dw else None)
 
     def _pointwise(self) -> bool:
         kernel, stride, padding, _ = self.geom
@@ -342,16 +375,19 @@ class FastConv2d(Function):
         n, c, h, wd = self.x.shape
         o = self.w.shape[0]
         g3 = grad.reshape(n, o, h * wd)
-        dw = dx = None
-        if need_dw:
-            x3 = self.x.reshape(n, c, h * wd)
-            dw = xp.zeros((o, c), dtype=self.w.dtype)
-            _weight_grad_each(g3, x3, dw)
-            dw = dw.reshape(self.w.shape)
-        if need_dx:
-            dx = xp.empty(self.x.shape, dtype=self.x.dtype)
-            _matmul_each(xp, self.w.reshape(o, c).T, g3, dx.reshape(n, c, h * wd))
-        return dx, dw
+        x3 = self.x.reshape(n, c, h * wd)
+        dx = xp.empty(self.x.shape, dtype=self.x.dtype) if need_dx else None
+        w2t = self.w.reshape(o, c).T
+
+        def piece(n0: int, n1: int, h0: int, h1: int) -> Any:
+            if need_dx:
+                _matmul_each(xp, w2t, g3[n0:n1], dx[n0:n1].reshape(n1 - n0, c, h * wd))
+            if need_dw:
+                return _weight_grad_each(g3[n0:n1], x3[n0:n1], xp.zeros((o, c), dtype=self.w.dtype))
+            return None
+
+        parts = for_images(xp, piece, pieces_for(xp, n, 1, (o + c) * h * wd * self.x.dtype.itemsize))
+        return dx, (_add_partial_sums(parts).reshape(self.w.shape) if need_dw else None)
 
     # ----------------------------------------------------------------- narrow layers (output side)
     def _transposed_padding(self) -> Pair:
@@ -359,42 +395,53 @@ class FastConv2d(Function):
         (kh, kw), _, (ph, pw), (dh, dw) = self.geom
         return (kh - 1) * dh - ph, (kw - 1) * dw - pw
 
-    def _narrow(self) -> bool:
-        """Stride 1, not 1x1, and the per-offset products P (kh*kw*O*H*W) are under half the columns.
+    def _narrow(self, forward: bool) -> bool:
+        """Whether the pass runs on the output side: stride 1, not 1x1, and its copies are the smaller.
 
         Then ``y = col2im(P)``: with P[n, o, i, j] = w[o, :, kh-1-i, kw-1-j] @ x[n] (every pixel, one
         product for all offsets), col2im with padding ``(k-1)*d - p`` adds the taps of each output
         pixel together (a convolution is a col2im of the products with the flipped kernel). The
-        backward pass is the adjoint: dP = im2col(dy) with that padding, then two products.
+        backward pass is the adjoint: dP = im2col(dy) with that padding, then two products, and needs
+        neither an im2col of x nor a col2im. The backward pass takes this side when P (kh*kw*O*H*W)
+        is no larger than the columns of x (kh*kw*C*Ho*Wo); the forward pass only when P is under
+        half of them, because its col2im adds where the columns path only copies.
         """
         (kh, kw), stride, _, _ = self.geom
         n, c, h, w = self.x.shape
         o = self.w.shape[0]
         ho, wo = self.out_hw
         per_image = kh * kw * o * h * w * self.x.dtype.itemsize
-        return (stride == (1, 1) and min(self._transposed_padding()) >= 0 and 2 * o * h * w < c * ho * wo
+        smaller = 2 * o * h * w < c * ho * wo if forward else o * h * w <= c * ho * wo
+        return (stride == (1, 1) and min(self._transposed_padding()) >= 0 and smaller
                 and per_image <= get_buffer_bytes() and not self._pointwise())
 
-    def _flipped_weight(self) -> tuple[Any, int]:
-        """W as (O*kh*kw, C), row (o, i, j) = w[o, :, kh-1-i, kw-1-j]; and the images per chunk."""
+    def _flipped_weight(self) -> Any:
+        """W as (O*kh*kw, C), row (o, i, j) = w[o, :, kh-1-i, kw-1-j]."""
         o, c, kh, kw = self.w.shape
-        h, w = self.x.shape[2:]
-        wk = self.w[:, :, ::-1, ::-1].transpose(0, 2, 3, 1).reshape(o * kh * kw, c)
-        step = max(1, get_buffer_bytes() // (kh * kw * o * h * w * self.x.dtype.itemsize))
-        return wk, step
+        return self.w[:, :, ::-1, ::-1].transpose(0, 2, 3, 1).reshape(o * kh * kw, c)
+
+    def _narrow_chunks(self) -> Any:
+        """Pieces of whole images whose products P (kh*kw*O*H*W each) fit the buffer."""
+        (kh, kw) = self.geom[0]
+        n, _, h, w = self.x.shape
+        o = self.w.shape[0]
+        per_image = kh * kw * o * h * w * self.x.dtype.itemsize
+        return pieces_for(backend.get_array_module(self.x), n, 1, per_image)
 
     def _forward_narrow(self) -> Any:
         xp = backend.get_array_module(self.x)
         (kh, kw), _, _, dilation = self.geom
         n, c, h, w = self.x.shape
         o = self.w.shape[0]
-        wk, step = self._flipped_weight()
+        wk = self._flipped_weight()
         y = xp.zeros((n, o, *self.out_hw), dtype=self.x.dtype)
-        for n0 in range(0, n, step):
-            n1 = min(n, n0 + step)
+
+        def piece(n0: int, n1: int, h0: int, h1: int) -> None:
             p = workspace(xp, (n1 - n0, o, kh, kw, h, w), self.x.dtype)
             _matmul_each(xp, wk, self.x[n0:n1].reshape(n1 - n0, c, h * w), p.reshape(n1 - n0, o * kh * kw, h * w))
             _col2im_blocks(p, y[n0:n1], (1, 1), self._transposed_padding(), dilation, (0, h))
+
+        for_images(xp, piece, self._narrow_chunks())
         return y
 
     def _backward_narrow(self, grad: Any, need_dx: bool, need_dw: bool) -> tuple[Any, Any]:
@@ -403,27 +450,34 @@ class FastConv2d(Function):
         (kh, kw), _, _, dilation = self.geom
         n, c, h, w = self.x.shape
         o = self.w.shape[0]
-        wk, step = self._flipped_weight()
-        dwk = xp.zeros((o * kh * kw, c), dtype=self.w.dtype) if need_dw else None
+        wkt = self._flipped_weight().T
         dx = xp.empty(self.x.shape, dtype=self.x.dtype) if need_dx else None
-        for n0 in range(0, n, step):
-            n1 = min(n, n0 + step)
+
+        def piece(n0: int, n1: int, h0: int, h1: int) -> Any:
             dp = workspace(xp, (n1 - n0, o, kh, kw, h, w), self.x.dtype)
             _im2col_blocks(grad[n0:n1], dp, (1, 1), self._transposed_padding(), dilation, (0, h))
             dp3 = dp.reshape(n1 - n0, o * kh * kw, h * w)
+            dwk = None
             if need_dw:
-                _weight_grad_each(dp3, self.x[n0:n1].reshape(n1 - n0, c, h * w), dwk)
+                x3 = self.x[n0:n1].reshape(n1 - n0, c, h * w)
+                dwk = _weight_grad_each(dp3, x3, xp.zeros((o * kh * kw, c), dtype=self.w.dtype))
             if need_dx:
-                _matmul_each(xp, wk.T, dp3, dx[n0:n1].reshape(n1 - n0, c, h * w))
-        dw = dwk.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)[:, :, ::-1, ::-1].copy() if need_dw else None
-        return dx, dw
+                _matmul_each(xp, wkt, dp3, dx[n0:n1].reshape(n1 - n0, c, h * w))
+            return dwk
+
+        parts = for_images(xp, piece, self._narrow_chunks())
+        if not need_dw:
+            return dx, None
+        dwk = _add_partial_sums(parts)
+        return dx, dwk.reshape(o, kh, kw, c).transpose(0, 3, 1, 2)[:, :, ::-1, ::-1].copy()
 
     # ----------------------------------------------------------------- the columns buffer
     def _chunks(self) -> Any:
         c = self.x.shape[1]
         (kh, kw), _, _, _ = self.geom
         ho, wo = self.out_hw
-        return plan_chunks(self.x.shape[0], ho, c * kh * kw * wo * self.x.dtype.itemsize)
+        xp = backend.get_array_module(self.x)
+        return pieces_for(xp, self.x.shape[0], ho, c * kh * kw * wo * self.x.dtype.itemsize)
 
     def _buffer(self, n0: int, n1: int, h0: int, h1: int) -> Any:
         """The shared workspace shaped (nb, C, kh, kw, hb, Wo) for images n0:n1, output rows h0:h1."""

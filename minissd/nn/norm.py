@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import backend
 from ..autograd import Function, Tensor
+from .workspace import for_images, image_pieces
 
 __all__ = ["BatchNormFunction", "L2NormFunction", "batch_norm", "l2_norm"]
 
@@ -65,41 +66,73 @@ class BatchNormFunction(Function):
     factors), sums products with ``einsum`` (no temporary for ``xc * xc`` or ``dy * xc``) and
     writes ``y = xc * (gamma * invstd) + beta`` and ``dx = dy * a + xc * b + c`` (a, b, c per
     channel) into their output arrays in place. Everything stays in the input's dtype.
+
+    Threads: each pass works on groups of whole images (:func:`for_images`), the sums over the batch
+    as one partial sum per group added afterwards.
     """
 
     def forward(self, x: Any, gamma: Any, beta: Any, mean: Any = None, var: Any = None,
                 eps: float = 1e-5) -> Any:
         xp = backend.get_array_module(x)
         n, c = x.shape[:2]
-        self.train_stats = mean is None
-        if self.train_stats:
-            mean = x.mean(axis=(0, 2, 3))
         shape = (1, -1, 1, 1)
-        xc = x - mean.reshape(shape).astype(x.dtype)
+        pieces = image_pieces(x)
+        self.train_stats = mean is None
+        count = x.dtype.type(x.size // c)
         if self.train_stats:
-            xc3 = xc.reshape(n, c, -1)
-            var = xp.einsum("ncl,ncl->c", xc3, xc3) / x.dtype.type(xc3.shape[0] * xc3.shape[2])
+            mean = sum(for_images(xp, lambda n0, n1, *_: x[n0:n1].sum(axis=(0, 2, 3)), pieces)) / count
+        xc = xp.empty_like(x)
+
+        def centre(n0: int, n1: int, *_: int) -> Any:
+            xp.subtract(x[n0:n1], mean.reshape(shape).astype(x.dtype), out=xc[n0:n1])
+            if self.train_stats:  # this group's sum of squares, while its xc is in the cache
+                xc3 = xc[n0:n1].reshape(n1 - n0, c, -1)
+                return xp.einsum("ncl,ncl->c", xc3, xc3)
+            return None
+
+        squares = for_images(xp, centre, pieces)
+        if self.train_stats:
+            var = sum(squares) / count
         self.invstd = (1 / xp.sqrt(var + eps)).astype(x.dtype)
         self.xc, self.gamma = xc, gamma
         self.batch_mean, self.batch_var = mean, var
-        y = xp.multiply(xc, (gamma * self.invstd).reshape(shape))
-        y += beta.reshape(shape)
+        scale, y = (gamma * self.invstd).reshape(shape), xp.empty_like(x)
+
+        def affine(n0: int, n1: int, *_: int) -> None:
+            xp.multiply(xc[n0:n1], scale, out=y[n0:n1])
+            y[n0:n1] += beta.reshape(shape)
+
+        for_images(xp, affine, pieces)
         return y
 
     def backward(self, grad: Any) -> tuple[Any, Any, Any]:
         xp = backend.get_array_module(grad)
         shape = (1, -1, 1, 1)
         n, c = grad.shape[:2]
-        dbeta = grad.sum(axis=(0, 2, 3))
-        dgamma = xp.einsum("ncl,ncl->c", grad.reshape(n, c, -1), self.xc.reshape(n, c, -1)) * self.invstd
+        pieces = image_pieces(grad)
+
+        def sums(n0: int, n1: int, *_: int) -> tuple[Any, Any]:
+            g3, xc3 = grad[n0:n1].reshape(n1 - n0, c, -1), self.xc[n0:n1].reshape(n1 - n0, c, -1)
+            return g3.sum(axis=(0, 2)), xp.einsum("ncl,ncl->c", g3, xc3)
+
+        parts = for_images(xp, sums, pieces)
+        dbeta = sum(p[0] for p in parts)
+        dgamma = sum(p[1] for p in parts) * self.invstd
         scale = self.gamma * self.invstd
-        dx = xp.multiply(grad, scale.reshape(shape))
-        if not self.train_stats:
-            return dx, dgamma, dbeta
         m = grad.dtype.type(grad.size // c)
         # dx = scale * (dy - dbeta/m - xhat * dgamma/m), with xhat = xc * invstd
-        dx -= self.xc * (scale * self.invstd * dgamma / m).reshape(shape)
-        dx -= (scale * dbeta / m).reshape(shape)
+        k_xc = (scale * self.invstd * dgamma / m).reshape(shape)
+        k_0 = (scale * dbeta / m).reshape(shape)
+        dx = xp.empty_like(grad)
+
+        def input_grad(n0: int, n1: int, *_: int) -> None:
+            d = dx[n0:n1]
+            xp.multiply(grad[n0:n1], scale.reshape(shape), out=d)
+            if self.train_stats:
+                d -= self.xc[n0:n1] * k_xc
+                d -= k_0
+
+        for_images(xp, input_grad, pieces)
         return dx, dgamma, dbeta
 
 

@@ -34,9 +34,13 @@ from .. import backend
 __all__ = [
     "IntPair",
     "for_blocks",
+    "for_images",
     "get_buffer_bytes",
     "get_num_threads",
+    "image_pieces",
+    "image_threads",
     "pair",
+    "pieces_for",
     "plan_chunks",
     "release_workspace",
     "scratch",
@@ -53,6 +57,9 @@ _buffer_bytes = _DEFAULT_BUFFER_BYTES
 _MIN_PARALLEL_ELEMENTS = 1 << 18
 # the piece of an image that loops over kernel offsets work on at a time: about half an L2 cache
 _BLOCK_BYTES = 256 * 1024
+# the column buffer one image group fills before its products read it back: small enough to stay in the
+# last-level cache between the copy and the product, big enough that per-call overheads do not show
+_PIECE_BYTES = 8 * 2**20
 
 
 def _default_threads() -> int:
@@ -69,6 +76,7 @@ def _default_threads() -> int:
 
 _num_threads = _default_threads()
 _pool: ThreadPoolExecutor | None = None
+_image_pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _local = threading.local()
 
@@ -151,6 +159,24 @@ def _get_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def _get_image_pool(workers: int) -> ThreadPoolExecutor:
+    """The pool :func:`for_images` shares work out to (re-made when the user's thread count grows)."""
+    global _image_pool
+    with _pool_lock:
+        if _image_pool is None or _image_pool._max_workers < workers:
+            if _image_pool is not None:
+                _image_pool.shutdown(wait=True)
+            _image_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minissd-images")
+        return _image_pool
+
+
+def image_threads(xp: Any) -> int:
+    """How many threads :func:`for_images` would use on ``xp``: the user's count on NumPy, 1 on CuPy."""
+    if xp is not numpy or getattr(_local, "in_worker", False):
+        return 1
+    return backend.num_threads()
+
+
 # --------------------------------------------------------------------------- shapes
 def pair(value: IntPair, name: str, minimum: int = 0) -> tuple[int, int]:
     """``3 -> (3, 3)``, ``(3, 1) -> (3, 1)``; raises a ValueError naming ``name`` for anything else."""
@@ -170,16 +196,26 @@ def pair(value: IntPair, name: str, minimum: int = 0) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- chunk planning
-def plan_chunks(n: int, rows: int, bytes_per_row: int) -> Iterator[tuple[int, int, int, int]]:
+def plan_chunks(n: int, rows: int, bytes_per_row: int, threads: int = 1,
+                cache: bool = False) -> Iterator[tuple[int, int, int, int]]:
     """Split ``n`` images of ``rows`` output rows into pieces whose column buffer fits the limit.
 
     Yields ``(n0, n1, h0, h1)``: images ``n0:n1``, output rows ``h0:h1``. Whole images are grouped while
     they fit; an image that does not fit alone is cut into bands of rows (at least one row).
+
+    ``threads`` > 1: each of that many threads holds one piece's buffer, so whole images are grouped
+    under ``limit / threads``, and into at least ``threads`` pieces. ``cache`` (the CPU): groups stay
+    under :data:`_PIECE_BYTES` (at least one image each), so that the copy and the product that reads
+    it back meet in the cache. Without it (CuPy) pieces are as large as the limit allows: one large
+    kernel is what a GPU is fast at.
     """
     per_image = rows * bytes_per_row
-    limit = _buffer_bytes
+    limit = _buffer_bytes // threads
     if per_image <= limit:
-        step = max(1, min(n, limit // max(per_image, 1)))
+        fit = min(limit // max(per_image, 1), -(-n // threads))
+        if cache:
+            fit = min(fit, _PIECE_BYTES // max(per_image, 1))
+        step = max(1, min(n, fit))
         for n0 in range(0, n, step):
             yield n0, min(n, n0 + step), 0, rows
     else:
@@ -215,8 +251,9 @@ def for_blocks(xp: Any, fn: Callable[..., None], arrays: Sequence[Any], key: int
         for i0, i1, c0, c1 in group:
             fn(*(a[i0:i1, c0:c1] for a in arrays))
 
-    # never more than the user's thread count (minissd.set_num_threads), whatever this module's knob says
-    parts = min(_num_threads, backend.num_threads(), len(pieces))
+    # never more than the user's thread count (minissd.set_num_threads), whatever this module's knob says;
+    # none inside a for_images worker, whose siblings already keep the other cores busy
+    parts = min(_num_threads, image_threads(xp), len(pieces))
     work = sum(int(a.size) for a in arrays)
     if parts < 2 or work < _MIN_PARALLEL_ELEMENTS:
         run(pieces)
@@ -227,3 +264,50 @@ def for_blocks(xp: Any, fn: Callable[..., None], arrays: Sequence[Any], key: int
     run(pieces[bounds[0]:bounds[1]])  # the calling thread takes the first group
     for f in futures:
         f.result()
+
+
+def pieces_for(xp: Any, n: int, rows: int, bytes_per_row: int) -> list[tuple[int, int, int, int]]:
+    """:func:`plan_chunks` for arrays of ``xp``: for the threads of :func:`for_images`, cache-sized on the CPU."""
+    return list(plan_chunks(n, rows, bytes_per_row, image_threads(xp), cache=xp is numpy))
+
+
+def image_pieces(x: Any) -> list[tuple[int, int, int, int]]:
+    """Groups of whole images of ``x`` (N, ...) for :func:`for_images` (one group on CuPy)."""
+    xp = backend.get_array_module(x)
+    return pieces_for(xp, x.shape[0], 1, int(x[:1].nbytes))
+
+
+def for_images(xp: Any, fn: Callable[[int, int, int, int], Any],
+               pieces: Sequence[tuple[int, int, int, int]]) -> list[Any]:
+    """``[fn(n0, n1, h0, h1) for each piece]``, the pieces shared out over the user's threads.
+
+    The pieces come from :func:`plan_chunks`; ``fn`` must write only to its own images. When every
+    piece holds whole images (``h0 == 0`` and the same ``h1`` for all) and there are several threads
+    (:func:`image_threads`), the threads take turns at the pieces, with BLAS on one thread each: at the
+    small shapes of ssd_mini (8 to 64 channels) one matrix product is too short for BLAS to share out
+    over cores, while whole images are independent work that needs no barrier. Otherwise the pieces run
+    one after the other in the calling thread, with BLAS using all the threads. The results come back in
+    the order of ``pieces`` (the weight gradient's partial sums are added by the caller).
+    """
+    pieces = list(pieces)
+    parts = min(image_threads(xp), len(pieces))
+    whole = len({p[2:] for p in pieces}) == 1 and pieces[0][2] == 0
+    if parts < 2 or not whole:
+        return [fn(*p) for p in pieces]
+
+    def run(k: int) -> list[Any]:  # thread k takes pieces k, k + parts, ... (neighbours cost alike)
+        _local.in_worker = True
+        try:
+            return [fn(*p) for p in pieces[k::parts]]
+        finally:
+            _local.in_worker = False
+
+    with backend.blas_threads(1):
+        pool = _get_image_pool(parts - 1)
+        futures = [pool.submit(run, k) for k in range(1, parts)]
+        mine = run(0)  # the calling thread takes a share too
+        shares = [mine] + [f.result() for f in futures]
+    out: list[Any] = [None] * len(pieces)
+    for k, share in enumerate(shares):
+        out[k::parts] = share
+    return out
