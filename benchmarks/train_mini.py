@@ -1,7 +1,7 @@
 """Time to accuracy: mAP@0.5 (area) against wall time for ssd_mini and the YOLOv1-style detector.
 
 Both are trained the same way (ShapesDataset mixed + flock scenes, no augmentation unless --augment, Adam with
-warm-up and a cosine decay over the time budget, batch 16) and evaluated at regular times on held-out
+warm-up and a cosine decay over the time budget, batch 8 by default) and evaluated at regular times on held-out
 mixed scenes (500 by default) and flock scenes (200). Evaluation time is not counted as training time.
 
     python benchmarks/train_mini.py --minutes 15                  # both models, 15 min each
@@ -84,7 +84,7 @@ def main() -> None:
     p.add_argument("--evals", type=int, default=5, help="evaluations over the run")
     p.add_argument("--mixed", type=int, default=500)
     p.add_argument("--flock", type=int, default=200)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--augment", action="store_true",
                    help="use the SSD augmentation pipeline (off by default: see docs/benchmarks.md, Time to mAP)")

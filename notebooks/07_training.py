@@ -157,7 +157,7 @@ show_top(model, "untrained: the 5 best detections per image")
 # %%
 config = TrainConfig(
     steps=4 if FAST else 1000,          # an upper bound; the time limit ends the full run first
-    batch_size=4 if FAST else 16,
+    batch_size=4 if FAST else 8,        # 8 learns more per minute than 16 (docs/benchmarks.md)
     lr=1e-2,                            # Adam; measured best for ssd_mini (docs/benchmarks.md)
     augment=False,                      # every image is new in a short run: no need to augment
     warmup_steps=1 if FAST else 10,

@@ -8,11 +8,13 @@ the convolution is then a single matrix product ``weight.reshape(O, C*kh*kw) @ c
 
 Part 1 (read it first) is that idea in about forty lines: :func:`im2col`, :func:`col2im` and
 :class:`TextbookConv2d` (pad, im2col, one matrix product, reshape). Part 2, :class:`FastConv2d`, computes
-the same thing with bounded memory and fewer passes over memory: chunks of images under a byte limit, a
-reused column buffer, cache-sized blocks, the output-side product for narrow layers (SSD's heads), and
-no second im2col for the weight gradient of a 1x1 layer. Every one of its paths still calls
-:func:`im2col` or :func:`col2im` for the window copies, so the two functions are the whole of the
-idea. The tests check that both parts agree on every shape SSD uses.
+the same thing with bounded memory and fewer passes over memory: cache-sized pieces of images, a reused
+column buffer, the output side (windows of the output gradient instead of the input) for the backward
+pass of layers with no more output than input channels and for both passes of narrow layers (SSD's
+heads), no second im2col for the weight gradient of a 1x1 layer, and the pieces shared out over the
+CPU's cores. Every one of its paths still calls :func:`im2col` or :func:`col2im` for the window copies,
+so the two functions are the whole of the idea. The tests check that both parts agree on every shape
+SSD uses.
 
 Which one runs: :func:`conv2d` uses the fast path, unless ``MINISSD_CONV=textbook`` is set in the
 environment or the code runs under ``with use_textbook():`` (``use_textbook(True)`` alone switches it
@@ -412,8 +414,10 @@ class FastConv2d(Function):
         ho, wo = self.out_hw
         per_image = kh * kw * o * h * w * self.x.dtype.itemsize
         smaller = 2 * o * h * w < c * ho * wo if forward else o * h * w <= c * ho * wo
+        # P is never cut into bands: one image's P must fit each thread's share of the buffer
+        share = get_buffer_bytes() // image_threads(backend.get_array_module(self.x))
         return (stride == (1, 1) and min(self._transposed_padding()) >= 0 and smaller
-                and per_image <= get_buffer_bytes() and not self._pointwise())
+                and per_image <= share and not self._pointwise())
 
     def _flipped_weight(self) -> Any:
         """W as (O*kh*kw, C), row (o, i, j) = w[o, :, kh-1-i, kw-1-j]."""

@@ -10,13 +10,20 @@ it is processed in bands of output rows. On NumPy the buffer is reused between c
 array costs page faults that make the first use 2-3x slower; :func:`workspace`), and
 :func:`release_workspace` frees it.
 
-Cache blocks and threads. A loop over kernel offsets reads the input kh*kw times (col2im updates the
-input gradient kh*kw times). On a whole batch every pass would stream hundreds of MB through memory, so
-on the CPU the loop runs on cache-sized pieces (one image, a few channels: :func:`for_blocks`) and the
-later passes hit the cache. NumPy releases the GIL while it copies, so the pieces can be shared out
-over a small thread pool (:func:`set_num_threads` here, an internal knob, capped by
-``minissd.set_num_threads``; off by default, measured to be slower on 2 cores where BLAS threads
-compete for the same cores); the matrix products already use all cores via BLAS.
+Pieces of images and threads. On the CPU a layer works through the batch in pieces of whole images
+(:func:`pieces_for`): each piece's columns (about :data:`_PIECE_BYTES`) are still in the cache when
+the matrix product reads them back. NumPy and BLAS release the GIL, and whole images are independent
+work, so :func:`for_images` shares the pieces out over ``minissd.set_num_threads`` threads, each
+running BLAS on one thread: at ssd_mini's 8 to 64 channels a single product is too small for BLAS to
+split well over cores. A piece too large for its thread's share of the buffer becomes bands of rows,
+which run one after the other with BLAS on all threads (SSD300's first layers at full resolution).
+
+Cache blocks. A loop over kernel offsets reads the input kh*kw times (col2im updates the input gradient
+kh*kw times), so it runs on blocks of about :data:`_BLOCK_BYTES` (one image, a few channels:
+:func:`for_blocks`) and the later passes hit the cache. Those blocks can also be shared over a second,
+internal knob (:func:`set_num_threads` here; off by default, measured slower on 2 cores) — never
+inside a :func:`for_images` worker, whose siblings already keep the cores busy.
+
 On CuPy the whole arrays go to each operation (one GPU kernel each) and no threads are used.
 """
 from __future__ import annotations
